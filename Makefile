@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make run` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test lint typecheck check bench clean
+
+$(BIN)/python:
+	@py=$$(sh scripts/find-python) || exit 1; \
+	echo "Creating $(VENV) with $$py"; \
+	$$py -m venv $(VENV) || { echo "error: '$$py -m venv' failed; on Debian/Ubuntu install the python3-venv package for that Python." >&2; exit 1; }
+	@$(BIN)/python -m pip install -q --upgrade pip
+
+# Installs are stamped so repeated runs are instant; editing pyproject.toml reinstalls.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@ $(VENV)/.installed-run
+
+## Serve the whole app (web + job worker) on http://127.0.0.1:$(PORT) until Ctrl-C.
+run: $(VENV)/.installed-run
+	@export DEBUG=$${DEBUG:-1}; \
+	$(BIN)/microblog migrate --noinput && \
+	exec $(BIN)/microblog serve --port $(PORT)
+
+## The whole test suite (SQLite by default; set DATABASE_URL=postgres://... for PostgreSQL).
+test: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+check: lint typecheck
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""A self-hostable microblog."""

@@ -1,0 +1,61 @@
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Upper
+
+USERNAME_MAX_LENGTH = 50
+DESCRIPTION_MAX_LENGTH = 120
+
+username_validator = RegexValidator(
+    r"^[A-Za-z0-9_]+\Z",
+    "A username may contain only letters, digits and underscores.",
+    code="invalid_username",
+)
+
+
+class UserManager(DjangoUserManager["User"]):
+    def get_by_natural_key(self, username: str | None) -> "User":
+        # Usernames are unique ignoring case, so "Alice" signs in as "alice".
+        return self.get(username__iexact=username)
+
+    def create_user(  # type: ignore[override]
+        self, username: str, email: str | None = None, password: str | None = None, **extra: Any
+    ) -> "User":
+        return super().create_user(username, email, password, **extra)
+
+
+class User(AbstractUser):
+    first_name = None  # type: ignore[assignment]
+    last_name = None  # type: ignore[assignment]
+
+    username = models.CharField(
+        max_length=USERNAME_MAX_LENGTH,
+        unique=True,
+        validators=[username_validator],
+        error_messages={"unique": "That username is taken."},
+    )
+    description = models.CharField(max_length=DESCRIPTION_MAX_LENGTH, blank=True, default="")
+    # Counters change in the same transaction as the rows they count (services), and
+    # `microblog reconcile-counters` can recompute them.
+    followers_count = models.PositiveIntegerField(default=0)
+    following_count = models.PositiveIntegerField(default=0)
+    posts_count = models.PositiveIntegerField(default=0)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    class Meta:
+        constraints = [
+            # Matches Django's `username__iexact` on PostgreSQL (UPPER(username) = UPPER(%s)), so
+            # the case-insensitive lookup is an index scan and names differing in case collide.
+            models.UniqueConstraint(Upper("username"), name="accounts_user_username_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username

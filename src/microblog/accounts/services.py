@@ -1,0 +1,83 @@
+"""Writes to accounts. Every change to a user goes through one of these functions."""
+
+from datetime import datetime
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User, username_validator
+from microblog.core.errors import ServiceError
+from microblog.core.text import clean_text
+from microblog.follows.models import Follow
+
+USERNAME_TAKEN = "That username is taken."
+
+
+def username_clean(username: str) -> str:
+    username = username.strip()
+    if not username:
+        raise ValidationError("Choose a username.", code="required")
+    if len(username) > 50:
+        raise ValidationError("A username can be at most 50 characters long.", code="max_length")
+    username_validator(username)
+    return username
+
+
+def user_create(*, username: str, password: str) -> User:
+    """Sign-up. Raises ValidationError for a malformed or taken name, or a weak password."""
+    username = username_clean(username)
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError(USERNAME_TAKEN, code="unique")
+    password_validation.validate_password(password, User(username=username))
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(username=username, password=password)
+    except IntegrityError:
+        # Two sign-ups for the same name at once: the unique index decides.
+        raise ValidationError(USERNAME_TAKEN, code="unique") from None
+
+
+def user_update_profile(*, user: User, description: str) -> User:
+    user.description = clean_text(
+        description, max_length=DESCRIPTION_MAX_LENGTH, allow_empty=True, label="bio"
+    )
+    user.save(update_fields=["description", "updated_at"])
+    return user
+
+
+def user_change_password(*, user: User, current_password: str, new_password: str) -> User:
+    """Changing the password changes the session hash, which signs out every other session."""
+    if not user.check_password(current_password):
+        raise ServiceError("Your current password is not correct.")
+    password_validation.validate_password(new_password, user)
+    user.set_password(new_password)
+    user.save(update_fields=["password", "updated_at"])
+    return user
+
+
+def user_delete(*, user: User, password: str) -> None:
+    """Deletes the account. Posts stay (author becomes NULL: "Deleted user"); follows go, and the
+    counters of everyone on the other side of those follows are corrected in the same transaction.
+    """
+    if not user.check_password(password):
+        raise ServiceError("That password is not correct, so the account was not deleted.")
+    user_erase(user=user)
+
+
+def user_erase(*, user: User) -> None:
+    """The deletion itself, for `user_delete` and for staff in the admin."""
+    with transaction.atomic():
+        followed_ids = Follow.objects.filter(follower_id=user.id).values("followed_id")
+        follower_ids = Follow.objects.filter(followed_id=user.id).values("follower_id")
+        User.objects.filter(id__in=followed_ids).update(followers_count=F("followers_count") - 1)
+        User.objects.filter(id__in=follower_ids).update(following_count=F("following_count") - 1)
+        Follow.objects.filter(follower_id=user.id).delete()
+        Follow.objects.filter(followed_id=user.id).delete()
+        user.delete()
+
+
+def user_mark_seen(*, user: User, now: datetime) -> None:
+    User.objects.filter(id=user.id).update(last_seen_at=now)
+    user.last_seen_at = now

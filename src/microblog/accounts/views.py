@@ -1,0 +1,215 @@
+"""Sign-up, log-in, settings and profiles. Views check access, call one service, shape the reply."""
+
+from django.contrib import messages
+from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from microblog.accounts import services
+from microblog.accounts.forms import (
+    DeleteAccountForm,
+    LogInForm,
+    PasswordChangeForm,
+    ProfileForm,
+    SignUpForm,
+)
+from microblog.accounts.models import User
+from microblog.core.errors import ServiceError
+from microblog.core.http import safe_next
+from microblog.core.pagination import parse_cursor
+from microblog.follows import selectors as follow_selectors
+from microblog.follows import services as follow_services
+from microblog.timelines import selectors as timelines
+from microblog.timelines.views import render_feed
+
+LOGIN_FAILED = "Incorrect username or password."
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_create(
+                username=form.cleaned_data["username"], password=form.cleaned_data["password"]
+            )
+        except ValidationError as error:
+            field = "username" if error.code in {"unique", "invalid_username"} else "password"
+            form.add_error(field, error)
+        else:
+            login(request, user, backend="microblog.accounts.backends.CaseInsensitiveModelBackend")
+            messages.success(request, f"Welcome to Microblog, {user.username}!")
+            return redirect("home")
+    status = 400 if form.is_bound else 200
+    return render(request, "accounts/signup.html", {"form": form}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect(safe_next(request))
+    form = LogInForm(request.POST or None)
+    error = None
+    if request.method == "POST":
+        if form.is_valid():
+            user = authenticate(
+                request,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+            )
+            if user is not None:
+                login(request, user)  # rotates the session key
+                messages.success(request, f"Welcome back, {user.username}.")
+                return redirect(safe_next(request))
+        error = LOGIN_FAILED
+    context = {"form": form, "error": error, "next": safe_next(request, "")}
+    return render(request, "accounts/login.html", context, status=400 if error else 200)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    messages.info(request, "You have been logged out.")
+    return redirect("home")
+
+
+def _settings_page(request: HttpRequest, status: int = 200, **forms: object) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    context = {
+        "profile_form": ProfileForm(initial={"description": user.description}),
+        "password_form": PasswordChangeForm(),
+        "delete_form": DeleteAccountForm(),
+        **forms,
+    }
+    return render(request, "accounts/settings.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def settings_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _settings_page(request)
+    form = ProfileForm(request.POST)
+    if form.is_valid():
+        services.user_update_profile(
+            user=request.user,  # type: ignore[arg-type]
+            description=form.cleaned_data["description"],
+        )
+        messages.success(request, "Your profile was updated.")
+        return redirect("settings")
+    return _settings_page(request, 400, profile_form=form)
+
+
+@login_required
+@require_POST
+def settings_password(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.POST)
+    if form.is_valid():
+        try:
+            user = services.user_change_password(
+                user=request.user,  # type: ignore[arg-type]
+                current_password=form.cleaned_data["current_password"],
+                new_password=form.cleaned_data["new_password"],
+            )
+        except ServiceError as error:
+            form.add_error("current_password", error.message)
+        except ValidationError as error:
+            form.add_error("new_password", error)
+        else:
+            update_session_auth_hash(request, user)  # this session stays; the others end
+            messages.success(request, "Your password was changed. Other sessions were signed out.")
+            return redirect("settings")
+    return _settings_page(request, 400, password_form=form)
+
+
+@login_required
+@require_POST
+def settings_delete(request: HttpRequest) -> HttpResponse:
+    form = DeleteAccountForm(request.POST)
+    if form.is_valid():
+        try:
+            services.user_delete(
+                user=request.user,  # type: ignore[arg-type]
+                password=form.cleaned_data["password"],
+            )
+        except ServiceError as error:
+            form.add_error("password", error.message)
+        else:
+            logout(request)
+            messages.info(request, "Your account was deleted. Your posts remain, unsigned.")
+            return redirect("home")
+    return _settings_page(request, 400, delete_form=form)
+
+
+def _profile_user(username: str) -> User:
+    return get_object_or_404(User, username__iexact=username)
+
+
+def profile(request: HttpRequest, username: str) -> HttpResponse:
+    author = _profile_user(username)
+    cursor = parse_cursor(request.GET.get("cursor"))
+    viewer = request.user
+    following = (
+        viewer.is_authenticated
+        and viewer.id != author.id
+        and follow_selectors.is_following(follower=viewer, followed=author)  # type: ignore[arg-type]
+    )
+    return render_feed(
+        request,
+        "accounts/profile.html",
+        timelines.profile(author, cursor),
+        {"profile_user": author, "is_following": following},
+    )
+
+
+def _people_page(request: HttpRequest, username: str, which: str) -> HttpResponse:
+    person = _profile_user(username)
+    cursor = parse_cursor(request.GET.get("cursor"))
+    page = (
+        follow_selectors.followers(person, cursor)
+        if which == "followers"
+        else follow_selectors.followed(person, cursor)
+    )
+    template = (
+        "accounts/_people_page.html"
+        if request.headers.get("HX-Request")
+        else ("accounts/people.html")
+    )
+    return render(request, template, {"profile_user": person, "page": page, "which": which})
+
+
+def followers(request: HttpRequest, username: str) -> HttpResponse:
+    return _people_page(request, username, "followers")
+
+
+def following(request: HttpRequest, username: str) -> HttpResponse:
+    return _people_page(request, username, "following")
+
+
+@login_required
+@require_POST
+def follow(request: HttpRequest, username: str) -> HttpResponse:
+    target = _profile_user(username)
+    try:
+        created = follow_services.follow_create(follower=request.user, followed=target)  # type: ignore[arg-type]
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        if created:
+            messages.success(request, f"You are now following {target.username}.")
+    return redirect(safe_next(request, f"/@{target.username}"))
+
+
+@login_required
+@require_POST
+def unfollow(request: HttpRequest, username: str) -> HttpResponse:
+    target = _profile_user(username)
+    if follow_services.follow_delete(follower=request.user, followed=target):  # type: ignore[arg-type]
+        messages.success(request, f"You unfollowed {target.username}.")
+    return redirect(safe_next(request, f"/@{target.username}"))

@@ -1,0 +1,19 @@
+"""One error hierarchy for bad input, mapped to responses in one place (core.views)."""
+
+from django.core.exceptions import BadRequest
+
+
+class InvalidInput(BadRequest):
+    """Bad input that gets a 400 page (or JSON error) with this message shown to the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ServiceError(Exception):
+    """A write that cannot be done as asked; the message is safe to show to the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

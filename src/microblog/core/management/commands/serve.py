@@ -1,0 +1,80 @@
+"""`microblog serve`: the whole app in one command (web server and job worker) until Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Serve the app with granian and run a job worker beside it, until interrupted."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "1"))
+        )
+        parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "8")))
+        parser.add_argument(
+            "--job-workers", type=int, default=int(os.environ.get("JOB_WORKERS", "1"))
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        python = sys.executable
+        commands = [
+            [
+                python,
+                "-m",
+                "granian",
+                "--interface",
+                "wsgi",
+                "--host",
+                options["host"],
+                "--port",
+                str(options["port"]),
+                "--workers",
+                str(options["web_workers"]),
+                "--blocking-threads",
+                str(options["threads"]),
+                "--no-ws",
+                "microblog.wsgi:application",
+            ],
+        ]
+        commands += [[python, "-m", "microblog", "worker"]] * options["job_workers"]
+        children = [subprocess.Popen(command) for command in commands]  # noqa: S603
+        self.stdout.write(
+            f"Microblog is running on http://{options['host']}:{options['port']}/ "
+            "(web + job worker). Press Ctrl-C to stop."
+        )
+
+        stopping = False
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping:
+                if any(child.poll() is not None for child in children):
+                    self.stderr.write("A process of the app exited; stopping the others.")
+                    break
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            deadline = time.monotonic() + 10
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        self.stdout.write("Stopped.")

@@ -1,0 +1,44 @@
+"""Writes to the follow graph; counters change in the same transaction as the follow row."""
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from microblog.accounts.models import User
+from microblog.core.errors import ServiceError
+from microblog.follows.models import Follow
+
+
+def _bump_counts(*, follower_id: int, followed_id: int, delta: int) -> None:
+    # Rows are updated in id order so two users following each other at once cannot deadlock.
+    updates = {
+        follower_id: {"following_count": F("following_count") + delta},
+        followed_id: {"followers_count": F("followers_count") + delta},
+    }
+    for user_id in sorted(updates):
+        User.objects.filter(id=user_id).update(**updates[user_id])
+
+
+def follow_create(*, follower: User, followed: User) -> bool:
+    """Follows `followed`. Returns False when the follow already existed (nothing changes)."""
+    if follower.id == followed.id:
+        raise ServiceError("You can't follow yourself.")
+    try:
+        with transaction.atomic():
+            Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
+            _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=1)
+    except IntegrityError:
+        if not User.objects.filter(id=followed.id).exists():
+            raise ServiceError("That account no longer exists.") from None
+        return False
+    return True
+
+
+def follow_delete(*, follower: User, followed: User) -> bool:
+    """Unfollows. Returns False when there was no follow to remove."""
+    with transaction.atomic():
+        deleted, _ = Follow.objects.filter(
+            follower_id=follower.id, followed_id=followed.id
+        ).delete()
+        if deleted:
+            _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=-1)
+    return bool(deleted)

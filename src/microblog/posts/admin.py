@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from microblog.posts.models import Post
+from microblog.posts.services import post_delete
+
+
+@admin.register(Post)
+class PostAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "author", "short_content", "parent_id", "replies_count", "created_at")
+    list_select_related = ("author",)
+    search_fields = ("content",)
+    raw_id_fields = ("author", "parent")
+    readonly_fields = ("id", "replies_count", "created_at")
+    ordering = ("-id",)
+    show_full_result_count = False
+
+    @admin.display(description="content")
+    def short_content(self, obj: Post) -> str:
+        return obj.content if len(obj.content) <= 60 else obj.content[:57] + "..."
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Posts are written through post_create (counters, feeds); the admin edits and deletes.
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: Post) -> None:
+        post_delete(post=obj, actor=request.user)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Post]) -> None:
+        for post in queryset:
+            post_delete(post=post, actor=request.user)  # type: ignore[arg-type]

@@ -1,0 +1,25 @@
+from django import forms
+
+from microblog.posts.models import CONTENT_MAX_LENGTH
+from microblog.posts.services import post_content_clean
+
+
+class PostForm(forms.Form):
+    content = forms.CharField(
+        label="What's happening?",
+        strip=False,
+        widget=forms.Textarea(
+            attrs={"rows": 3, "data-counter": CONTENT_MAX_LENGTH, "placeholder": "What's new?"}
+        ),
+        error_messages={"required": "Write something: the post cannot be empty."},
+    )
+    parent_id = forms.IntegerField(
+        required=False,
+        widget=forms.HiddenInput,
+        min_value=1,
+        max_value=(1 << 63) - 1,
+        error_messages={"invalid": "The post you are replying to no longer exists."},
+    )
+
+    def clean_content(self) -> str:
+        return post_content_clean(self.cleaned_data["content"])

@@ -1,0 +1,57 @@
+from django.conf import settings
+from django.db import models
+
+from microblog.core.ids import new_id
+
+CONTENT_MAX_LENGTH = 200
+
+
+class Post(models.Model):
+    # Time-sortable: the id is the cursor and the sort key, so no (created_at, id) pairs anywhere.
+    id = models.BigIntegerField(primary_key=True, default=new_id, editable=False)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,  # NULL once the author deletes the account; the post stays as "Deleted user".
+        on_delete=models.DB_SET_NULL,
+        related_name="posts",
+        db_index=False,  # covered by posts_author_id_idx
+    )
+    content = models.CharField(max_length=CONTENT_MAX_LENGTH)
+    # No database constraint: a reply keeps its parent_id after the parent is deleted, so it can
+    # say "replying to a deleted post" instead of silently becoming a top-level post.
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="replies",
+        db_index=False,  # covered by posts_parent_id_idx
+    )
+    replies_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # Profile pages and the pull feed: one author's top-level posts, newest first.
+            models.Index(
+                fields=["author", "-id"],
+                name="posts_author_toplevel_idx",
+                condition=models.Q(parent__isnull=True),
+            ),
+            # Any post of an author (the Following page includes replies; account deletion).
+            models.Index(fields=["author", "-id"], name="posts_author_id_idx"),
+            # The public timeline: every top-level post, newest first.
+            models.Index(
+                fields=["-id"], name="posts_toplevel_idx", condition=models.Q(parent__isnull=True)
+            ),
+            # A thread's replies, oldest first.
+            models.Index(fields=["parent", "id"], name="posts_parent_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Post {self.id}"
+
+    @property
+    def is_reply(self) -> bool:
+        return self.parent_id is not None

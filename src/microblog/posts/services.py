@@ -1,0 +1,68 @@
+"""Writes to posts. `post_create` and `post_delete` are the only doors."""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from microblog.accounts.models import User
+from microblog.core.ids import new_id
+from microblog.core.text import clean_text
+from microblog.posts.models import CONTENT_MAX_LENGTH, Post
+
+PARENT_MISSING = "The post you are replying to no longer exists."
+
+
+def post_content_clean(content: str) -> str:
+    return clean_text(content, max_length=CONTENT_MAX_LENGTH, allow_empty=False, label="post")
+
+
+def post_create(*, author: User, content: str, parent_id: int | None = None) -> Post:
+    """Publishes a post or, with `parent_id`, a reply. Raises ValidationError for bad content or a
+    missing parent; nothing is written then."""
+    content = post_content_clean(content)
+    with transaction.atomic():
+        # The UPDATE both checks that the parent exists and locks it against a concurrent delete
+        # until this reply commits.
+        if parent_id is not None and not Post.objects.filter(id=parent_id).update(
+            replies_count=F("replies_count") + 1
+        ):
+            raise ValidationError(PARENT_MISSING, code="parent_missing")
+        post = _insert_post(author=author, content=content, parent_id=parent_id)
+        User.objects.filter(id=author.id).update(posts_count=F("posts_count") + 1)
+    return post
+
+
+def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
+    for attempt in range(3):
+        now = timezone.now()
+        post = Post(
+            id=new_id(int(now.timestamp() * 1000)),
+            author=author,
+            content=content,
+            parent_id=parent_id,
+            created_at=now,
+        )
+        try:
+            with transaction.atomic():
+                post.save(force_insert=True)
+            return post
+        except IntegrityError:
+            # Two processes drew the same id in the same millisecond: draw again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def post_delete(*, post: Post, actor: User) -> None:
+    """Deletes a post, by its author or by staff. Replies stay and show that their parent was
+    deleted."""
+    if post.author_id != actor.id and not actor.is_staff:
+        raise PermissionDenied("You can only delete your own posts.")
+    with transaction.atomic():
+        deleted, _ = Post.objects.filter(id=post.id).delete()
+        if not deleted:
+            return
+        if post.parent_id is not None:
+            Post.objects.filter(id=post.parent_id).update(replies_count=F("replies_count") - 1)
+        User.objects.filter(id=post.author_id).update(posts_count=F("posts_count") - 1)

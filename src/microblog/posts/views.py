@@ -1,0 +1,75 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from microblog.core.http import safe_next
+from microblog.core.pagination import parse_cursor
+from microblog.posts import selectors, services
+from microblog.posts.forms import PostForm
+from microblog.posts.models import Post
+
+
+def _get_post(post_id: int) -> Post:
+    post = selectors.post_for_display(post_id)
+    if post is None:
+        raise Http404("No such post")
+    return post
+
+
+@login_required
+@require_POST
+def create(request: HttpRequest) -> HttpResponse:
+    form = PostForm(request.POST)
+    if form.is_valid():
+        parent_id = form.cleaned_data.get("parent_id")
+        try:
+            services.post_create(
+                author=request.user,  # type: ignore[arg-type]
+                content=form.cleaned_data["content"],
+                parent_id=parent_id,
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            if parent_id:
+                messages.success(request, "Your reply was posted.")
+                return redirect("post_detail", post_id=parent_id)
+            messages.success(request, "Your post was published.")
+            return redirect(safe_next(request, "/"))
+    # Shown again with the text kept, so nothing the user wrote is lost.
+    parent = None
+    raw_parent = form.data.get("parent_id")
+    if raw_parent and str(raw_parent).isdigit() and len(str(raw_parent)) < 20:
+        parent = selectors.post_for_display(int(raw_parent))
+    return render(request, "posts/compose.html", {"form": form, "parent": parent}, status=400)
+
+
+def detail(request: HttpRequest, post_id: int) -> HttpResponse:
+    post = _get_post(post_id)
+    cursor = parse_cursor(request.GET.get("cursor"))
+    thread = selectors.thread(post, cursor)
+    context = {"thread": thread, "post": post}
+    if request.headers.get("HX-Request") and cursor is not None:
+        return render(request, "posts/_replies_page.html", context)
+    if request.user.is_authenticated:
+        context["form"] = PostForm(initial={"parent_id": post.id})
+    return render(request, "posts/detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, post_id: int) -> HttpResponse:
+    post = _get_post(post_id)
+    if post.author_id != request.user.id:
+        messages.error(request, "You can only delete your own posts.")
+        return render(request, "posts/delete.html", {"post": post, "allowed": False}, status=403)
+    if request.method == "POST":
+        services.post_delete(post=post, actor=request.user)  # type: ignore[arg-type]
+        messages.success(request, "Your post was deleted.")
+        if post.parent_id:
+            return redirect("post_detail", post_id=post.parent_id)
+        return redirect("home")
+    return render(request, "posts/delete.html", {"post": post, "allowed": True})

@@ -1,0 +1,65 @@
+"""Feed pages. Each asks one selector for a page and renders it; htmx "load more" gets the page
+fragment only, and the same link works as a plain link without JavaScript."""
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from microblog.core.pagination import Page, parse_cursor
+from microblog.posts.forms import PostForm
+from microblog.posts.models import Post
+from microblog.timelines import selectors
+
+
+def render_feed(
+    request: HttpRequest,
+    template: str,
+    page: Page[Post],
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    context = {"page": page, **(context or {})}
+    if request.headers.get("HX-Request"):
+        response = render(request, "timelines/_page.html", context)
+    else:
+        response = render(request, template, context)
+    response["Vary"] = "HX-Request, Cookie"
+    return response
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    cursor = parse_cursor(request.GET.get("cursor"))
+    if not request.user.is_authenticated:
+        return render_feed(
+            request, "timelines/feed.html", selectors.everyone(cursor), {"tab": "all"}
+        )
+    return render_feed(
+        request,
+        "timelines/feed.html",
+        selectors.for_you(request.user, cursor),  # type: ignore[arg-type]
+        {"tab": "for_you", "form": PostForm()},
+    )
+
+
+@login_required
+@require_GET
+def following(request: HttpRequest) -> HttpResponse:
+    cursor = parse_cursor(request.GET.get("cursor"))
+    return render_feed(
+        request,
+        "timelines/feed.html",
+        selectors.following(request.user, cursor),  # type: ignore[arg-type]
+        {"tab": "following", "form": PostForm()},
+    )
+
+
+@require_GET
+def everyone(request: HttpRequest) -> HttpResponse:
+    cursor = parse_cursor(request.GET.get("cursor"))
+    context: dict[str, Any] = {"tab": "all"}
+    if request.user.is_authenticated:
+        context["form"] = PostForm()
+    return render_feed(request, "timelines/feed.html", selectors.everyone(cursor), context)

@@ -1,0 +1,65 @@
+from django.contrib import admin
+from django.urls import path, register_converter
+
+from microblog.accounts import views as accounts
+from microblog.core import views as core
+from microblog.posts import views as posts
+from microblog.timelines import views as timelines
+
+
+class PostIdConverter:
+    """Post ids are positive 64-bit integers; longer digit strings are a 404, not an overflow."""
+
+    regex = "[0-9]{1,19}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > (1 << 63) - 1:
+            raise ValueError(value)
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+class UsernameConverter:
+    regex = "[A-Za-z0-9_]{1,50}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(PostIdConverter, "post_id")
+register_converter(UsernameConverter, "username")
+
+USERNAME = "<username:username>"
+
+urlpatterns = [
+    path("", timelines.home, name="home"),
+    path("following", timelines.following, name="following"),
+    path("all", timelines.everyone, name="all"),
+    path("signup", accounts.signup, name="signup"),
+    path("login", accounts.login_view, name="login"),
+    path("logout", accounts.logout_view, name="logout"),
+    path("settings", accounts.settings_view, name="settings"),
+    path("settings/password", accounts.settings_password, name="settings_password"),
+    path("settings/delete", accounts.settings_delete, name="settings_delete"),
+    path("posts", posts.create, name="post_create"),
+    path("posts/<post_id:post_id>", posts.detail, name="post_detail"),
+    path("posts/<post_id:post_id>/delete", posts.delete, name="post_delete"),
+    path(f"@{USERNAME}", accounts.profile, name="profile"),
+    path(f"@{USERNAME}/followers", accounts.followers, name="followers"),
+    path(f"@{USERNAME}/following", accounts.following, name="following_list"),
+    path(f"@{USERNAME}/follow", accounts.follow, name="follow"),
+    path(f"@{USERNAME}/unfollow", accounts.unfollow, name="unfollow"),
+    path("up", core.up, name="up"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = core.bad_request
+handler403 = core.permission_denied
+handler404 = core.page_not_found
+handler500 = core.server_error
