@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy
+	DEBUG=1 $(BIN)/mypy
 
 check: lint typecheck
 

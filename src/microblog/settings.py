@@ -170,7 +170,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the files straight from the apps' static folders, so no collectstatic step
+# is needed; set STATIC_ROOT and run `microblog collectstatic` to serve a collected copy instead.
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_MAX_AGE = 3600
 

@@ -21,7 +21,7 @@ class UserManager(DjangoUserManager["User"]):
         # Usernames are unique ignoring case, so "Alice" signs in as "alice".
         return self.get(username__iexact=username)
 
-    def create_user(  # type: ignore[override]
+    def create_user(
         self, username: str, email: str | None = None, password: str | None = None, **extra: Any
     ) -> "User":
         return super().create_user(username, email, password, **extra)
@@ -46,7 +46,7 @@ class User(AbstractUser):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
 
     REQUIRED_FIELDS: ClassVar[list[str]] = []
 

@@ -158,7 +158,7 @@ def profile(request: HttpRequest, username: str) -> HttpResponse:
     following = (
         viewer.is_authenticated
         and viewer.id != author.id
-        and follow_selectors.is_following(follower=viewer, followed=author)  # type: ignore[arg-type]
+        and follow_selectors.is_following(follower=viewer, followed=author)
     )
     return render_feed(
         request,

@@ -46,7 +46,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return JsonResponse(
             {"error": {"status": 500, "message": "Something went wrong on our side."}}, status=500
         )
-    return render(None, "500.html", status=500)  # type: ignore[arg-type]
+    return render(None, "500.html", status=500)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

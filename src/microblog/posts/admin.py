@@ -7,7 +7,7 @@ from microblog.posts.services import post_delete
 
 
 @admin.register(Post)
-class PostAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PostAdmin(admin.ModelAdmin):
     list_display = ("id", "author", "short_content", "parent_id", "replies_count", "created_at")
     list_select_related = ("author",)
     search_fields = ("content",)

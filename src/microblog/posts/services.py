@@ -65,4 +65,5 @@ def post_delete(*, post: Post, actor: User) -> None:
             return
         if post.parent_id is not None:
             Post.objects.filter(id=post.parent_id).update(replies_count=F("replies_count") - 1)
-        User.objects.filter(id=post.author_id).update(posts_count=F("posts_count") - 1)
+        if post.author_id is not None:
+            User.objects.filter(id=post.author_id).update(posts_count=F("posts_count") - 1)

@@ -39,7 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render_feed(
         request,
         "timelines/feed.html",
-        selectors.for_you(request.user, cursor),  # type: ignore[arg-type]
+        selectors.for_you(request.user, cursor),
         {"tab": "for_you", "form": PostForm()},
     )
 
