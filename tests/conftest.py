@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from microblog.accounts.models import User
 from microblog.posts.models import Post
@@ -23,6 +24,17 @@ def is_postgres() -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from django.conf import settings
+
+    # Every database test is transactional: writes really commit, so jobs and events sent with
+    # transaction.on_commit fire as they do in production (a test wrapped in a transaction would
+    # silently drop them).
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        fixtures = getattr(item, "fixturenames", ())
+        if marker is not None or "db" in fixtures:
+            kwargs = dict(marker.kwargs) if marker is not None else {}
+            kwargs["transaction"] = True
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)
 
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" in engine:
@@ -58,9 +70,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
+def db(transactional_db: None) -> None:
+    """Every test that asks for the database gets real commits (see above)."""
+
+
+@pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
     def make(username: str | None = None, password: str = PASSWORD, **extra: Any) -> User:
         name = username or f"user{next(_names)}"
+        extra.setdefault("last_seen_at", timezone.now())
         return User.objects.create_user(username=name, password=password, **extra)
 
     return make

@@ -13,3 +13,15 @@ from microblog.settings import *  # noqa: F403
 
 PRODUCTION_PASSWORD_HASHERS = PASSWORD_HASHERS  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Jobs run in-process right after the commit that enqueued them, so request tests see a fan-out
+# as a user with a running worker would. Tests of the job system itself switch to the real
+# database backend and run the real worker (tests/test_jobs.py).
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get(
+            "TEST_TASKS_BACKEND", "django.tasks.backends.immediate.ImmediateBackend"
+        ),
+        "QUEUES": ["fanout", "default", "maintenance"],
+    }
+}

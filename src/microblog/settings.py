@@ -192,6 +192,21 @@ TASKS = {
     }
 }
 
+# Fan-out (timelines.fanout): see docs/architecture.md.
+FANOUT_CELEBRITY_FOLLOWERS = env_int("FANOUT_CELEBRITY_FOLLOWERS", 10_000)
+FANOUT_INACTIVE_DAYS = env_int("FANOUT_INACTIVE_DAYS", 30)
+FEED_MAX_ENTRIES = env_int("FEED_MAX_ENTRIES", 800)
+FANOUT_CHUNK_SIZE = env_int("FANOUT_CHUNK_SIZE", 5_000)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
+JOB_RETRY_BASE_SECONDS = float(os.environ.get("JOB_RETRY_BASE_SECONDS", "2"))
+# Periodic maintenance, run by `microblog worker`'s scheduler (seconds between runs).
+MAINTENANCE_INTERVALS = {
+    "feeds_trim": env_int("FEEDS_TRIM_INTERVAL", 600),
+    "jobs_prune": env_int("JOBS_PRUNE_INTERVAL", 3600),
+    "counters_check": env_int("COUNTERS_CHECK_INTERVAL", 86400),
+}
+JOBS_KEEP_FINISHED_DAYS = env_int("JOBS_KEEP_FINISHED_DAYS", 7)
+
 # Feeds and pages.
 PAGE_SIZE = env_int("PAGE_SIZE", 20)
 THREAD_MAX_DEPTH = 5

@@ -44,6 +44,11 @@ class User(AbstractUser):
     following_count = models.PositiveIntegerField(default=0)
     posts_count = models.PositiveIntegerField(default=0)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Fan-out state (see timelines.fanout). A celebrity's posts are not copied into followers'
+    # feeds but merged in when a feed is read. Below `feed_horizon` (a post id) the stored feed
+    # may be incomplete (trimmed, or a capped backfill), so reads there use the pull query.
+    is_celebrity = models.BooleanField(default=False)
+    feed_horizon = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects: ClassVar[UserManager] = UserManager()
@@ -51,6 +56,13 @@ class User(AbstractUser):
     REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
+        indexes = [
+            models.Index(
+                fields=["id"],
+                name="accounts_user_celebrity_idx",
+                condition=models.Q(is_celebrity=True),
+            ),
+        ]
         constraints = [
             # Matches Django's `username__iexact` on PostgreSQL (UPPER(username) = UPPER(%s)), so
             # the case-insensitive lookup is an index scan and names differing in case collide.

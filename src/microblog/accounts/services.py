@@ -2,15 +2,19 @@
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
+from microblog import jobs
 from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User, username_validator
 from microblog.core.errors import ServiceError
 from microblog.core.text import clean_text
 from microblog.follows.models import Follow
+from microblog.timelines import fanout
 
 USERNAME_TAKEN = "That username is taken."
 
@@ -33,7 +37,9 @@ def user_create(*, username: str, password: str) -> User:
     password_validation.validate_password(password, User(username=username))
     try:
         with transaction.atomic():
-            return User.objects.create_user(username=username, password=password)
+            return User.objects.create_user(
+                username=username, password=password, last_seen_at=timezone.now()
+            )
     except IntegrityError:
         # Two sign-ups for the same name at once: the unique index decides.
         raise ValidationError(USERNAME_TAKEN, code="unique") from None
@@ -73,11 +79,28 @@ def user_erase(*, user: User) -> None:
         follower_ids = Follow.objects.filter(followed_id=user.id).values("follower_id")
         User.objects.filter(id__in=followed_ids).update(followers_count=F("followers_count") - 1)
         User.objects.filter(id__in=follower_ids).update(following_count=F("following_count") - 1)
+        no_longer_celebrities = list(
+            User.objects.filter(
+                id__in=followed_ids,
+                is_celebrity=True,
+                followers_count__lte=settings.FANOUT_CELEBRITY_FOLLOWERS,
+            ).values_list("id", flat=True)
+        )
+        User.objects.filter(id__in=no_longer_celebrities).update(is_celebrity=False)
+        fanout.remove_author(user)
         Follow.objects.filter(follower_id=user.id).delete()
         Follow.objects.filter(followed_id=user.id).delete()
-        user.delete()
+        user.delete()  # the user's own feed goes with it (FeedEntry.user cascades)
+        for author_id in no_longer_celebrities:
+            jobs.enqueue_after_commit(jobs.backfill_author, author_id)
 
 
 def user_mark_seen(*, user: User, now: datetime) -> None:
+    """Records a visit. A reader back after FANOUT_INACTIVE_DAYS had no fan-out meanwhile, so
+    their feed is rebuilt; the visit is committed first so fan-out jobs from then on include
+    them, and the rebuild then sees every post those jobs skipped."""
+    was_active = fanout.is_active(user, now)
     User.objects.filter(id=user.id).update(last_seen_at=now)
     user.last_seen_at = now
+    if not was_active:
+        fanout.rebuild(user)

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from microblog.accounts import services
 from microblog.accounts.forms import (
@@ -39,7 +39,9 @@ def signup(request: HttpRequest) -> HttpResponse:
                 username=form.cleaned_data["username"], password=form.cleaned_data["password"]
             )
         except ValidationError as error:
-            field = "username" if error.code in {"unique", "invalid_username"} else "password"
+            # validate_password raises a list of errors, which has no single code.
+            code = getattr(error, "code", None)
+            field = "username" if code in {"unique", "invalid_username"} else "password"
             form.add_error(field, error)
         else:
             login(request, user, backend="microblog.accounts.backends.CaseInsensitiveModelBackend")
@@ -151,6 +153,7 @@ def _profile_user(username: str) -> User:
     return get_object_or_404(User, username__iexact=username)
 
 
+@require_GET
 def profile(request: HttpRequest, username: str) -> HttpResponse:
     author = _profile_user(username)
     cursor = parse_cursor(request.GET.get("cursor"))
@@ -184,10 +187,12 @@ def _people_page(request: HttpRequest, username: str, which: str) -> HttpRespons
     return render(request, template, {"profile_user": person, "page": page, "which": which})
 
 
+@require_GET
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _people_page(request, username, "followers")
 
 
+@require_GET
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _people_page(request, username, "following")
 

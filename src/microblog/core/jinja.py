@@ -21,7 +21,7 @@ def reltime(value: datetime, now: datetime | None = None) -> str:
     if seconds < 45:
         return "now"
     if seconds < 3600:
-        return f"{max(1, round(seconds / 60))}m"
+        return f"{max(1, seconds // 60)}m"
     if seconds < 86400:
         return f"{seconds // 3600}h"
     if seconds < 7 * 86400:
@@ -42,7 +42,7 @@ def initials(username: str | None) -> str:
     parts = [p for p in username.split("_") if p]
     if len(parts) >= 2:
         return (parts[0][0] + parts[1][0]).upper()
-    return username[0].upper()
+    return (parts[0] if parts else username)[0].upper()
 
 
 AVATAR_HUES = 12

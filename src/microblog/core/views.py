@@ -1,5 +1,6 @@
 """Pages of the app's own for errors, and the liveness check."""
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -22,6 +23,14 @@ def error_response(request: HttpRequest, status: int, title: str, message: str) 
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return error_response(
+            request,
+            413,
+            "Payload too large",
+            "What you sent is too large to accept. Posts and bios are short: shorten the text "
+            "and try again.",
+        )
     message = (
         exception.message
         if isinstance(exception, InvalidInput)

@@ -3,9 +3,11 @@
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.errors import ServiceError
 from microblog.follows.models import Follow
+from microblog.timelines import fanout
 
 
 def _bump_counts(*, follower_id: int, followed_id: int, delta: int) -> None:
@@ -26,6 +28,9 @@ def follow_create(*, follower: User, followed: User) -> bool:
         with transaction.atomic():
             Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=1)
+            fanout.update_celebrity(followed.id)
+            followed.refresh_from_db(fields=["followers_count", "is_celebrity"])
+            fanout.backfill_follow(follower=follower, followed=followed)
     except IntegrityError:
         if not User.objects.filter(id=followed.id).exists():
             raise ServiceError("That account no longer exists.") from None
@@ -41,4 +46,7 @@ def follow_delete(*, follower: User, followed: User) -> bool:
         ).delete()
         if deleted:
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=-1)
+            fanout.remove_follow(follower=follower, followed=followed)
+            if fanout.update_celebrity(followed.id) is False:
+                jobs.enqueue_after_commit(jobs.backfill_author, followed.id)
     return bool(deleted)

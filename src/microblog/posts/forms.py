@@ -1,7 +1,7 @@
 from django import forms
 
 from microblog.posts.models import CONTENT_MAX_LENGTH
-from microblog.posts.services import post_content_clean
+from microblog.posts.services import PARENT_MISSING, post_content_clean
 
 
 class PostForm(forms.Form):
@@ -18,7 +18,11 @@ class PostForm(forms.Form):
         widget=forms.HiddenInput,
         min_value=1,
         max_value=(1 << 63) - 1,
-        error_messages={"invalid": "The post you are replying to no longer exists."},
+        error_messages={
+            "invalid": PARENT_MISSING,
+            "min_value": PARENT_MISSING,
+            "max_value": PARENT_MISSING,
+        },
     )
 
     def clean_content(self) -> str:

@@ -5,10 +5,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
+from microblog.timelines import fanout
 
 PARENT_MISSING = "The post you are replying to no longer exists."
 
@@ -30,6 +32,10 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
             raise ValidationError(PARENT_MISSING, code="parent_missing")
         post = _insert_post(author=author, content=content, parent_id=parent_id)
         User.objects.filter(id=author.id).update(posts_count=F("posts_count") + 1)
+        if parent_id is None:
+            # Replies are not fanned out: they live in threads and on the Following page.
+            fanout.add_own_post(post)
+            jobs.enqueue_after_commit(jobs.fan_out_post, post.id)
     return post
 
 
@@ -56,7 +62,7 @@ def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
 
 def post_delete(*, post: Post, actor: User) -> None:
     """Deletes a post, by its author or by staff. Replies stay and show that their parent was
-    deleted."""
+    deleted; the database removes the post from every feed (FeedEntry.post cascades)."""
     if post.author_id != actor.id and not actor.is_staff:
         raise PermissionDenied("You can only delete your own posts.")
     with transaction.atomic():

@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
@@ -42,11 +42,18 @@ def create(request: HttpRequest) -> HttpResponse:
     # Shown again with the text kept, so nothing the user wrote is lost.
     parent = None
     raw_parent = form.data.get("parent_id")
-    if raw_parent and str(raw_parent).isdigit() and len(str(raw_parent)) < 20:
+    # isascii: str.isdigit() is also true for digits int() refuses, like "²".
+    if (
+        raw_parent
+        and str(raw_parent).isascii()
+        and str(raw_parent).isdigit()
+        and len(str(raw_parent)) < 20
+    ):
         parent = selectors.post_for_display(int(raw_parent))
     return render(request, "posts/compose.html", {"form": form, "parent": parent}, status=400)
 
 
+@require_GET
 def detail(request: HttpRequest, post_id: int) -> HttpResponse:
     post = _get_post(post_id)
     cursor = parse_cursor(request.GET.get("cursor"))

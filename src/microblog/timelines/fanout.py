@@ -1,0 +1,257 @@
+"""Hybrid fan-out: the writes that keep every For You feed equal to the pull query.
+
+The invariant, per reader R with horizon H (R.feed_horizon): for every top-level post P with
+id >= H whose author is R, or an ordinary (non-celebrity) author R follows, the feed holds (R, P);
+it holds nothing else except posts of followed celebrities. Posts of followed celebrities are
+merged in at read time (timelines.selectors.for_you), and below H reads use the pull query.
+Readers not seen for FANOUT_INACTIVE_DAYS are skipped and read the pull query until they return,
+when their feed is rebuilt.
+
+Every statement here is set-based SQL and idempotent (ON CONFLICT DO NOTHING on the primary key),
+so a job that crashes half-way can simply run again.
+"""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from microblog.accounts.models import User
+from microblog.follows.models import Follow
+from microblog.posts.models import Post
+from microblog.timelines.models import FeedEntry
+
+FEED = FeedEntry._meta.db_table
+POSTS = Post._meta.db_table
+FOLLOWS = Follow._meta.db_table
+USERS = User._meta.db_table
+
+
+def active_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(days=settings.FANOUT_INACTIVE_DAYS)
+
+
+def is_active(user: User, now: datetime | None = None) -> bool:
+    return user.last_seen_at is not None and user.last_seen_at >= active_cutoff(now)
+
+
+def _lock_follows_clause() -> str:
+    # On PostgreSQL the chunk's follow rows are share-locked until the chunk commits, so an
+    # unfollow that commits meanwhile waits, then removes what this chunk inserted. SQLite runs
+    # one writer at a time, so it needs no lock.
+    return "FOR SHARE OF f" if connection.vendor == "postgresql" else ""
+
+
+def add_own_post(post: Post) -> None:
+    """The author's own post enters their feed in the same transaction as the post."""
+    FeedEntry.objects.bulk_create(
+        [FeedEntry(user_id=post.author_id, post_id=post.id, author_id=post.author_id)],
+        ignore_conflicts=True,
+    )
+
+
+def fan_out_post(post_id: int) -> int:
+    """Copies a top-level post into the feeds of its author's active followers, in chunks of
+    FANOUT_CHUNK_SIZE followers, each in its own short transaction. Returns rows inserted."""
+    post = Post.objects.filter(id=post_id).select_related("author").first()
+    if post is None or post.parent_id is not None or post.author is None:
+        return 0
+    if post.author.is_celebrity:
+        return 0  # merged at read time instead
+    author_id = post.author_id
+    cutoff = active_cutoff()
+    chunk = settings.FANOUT_CHUNK_SIZE
+    inserted = 0
+    after = -1
+    while True:
+        with connection.cursor() as cursor:
+            # The chunk's upper bound, from the (followed_id, follower_id) index alone.
+            cursor.execute(
+                f"SELECT follower_id FROM {FOLLOWS} WHERE followed_id = %s AND follower_id > %s "
+                f"ORDER BY follower_id LIMIT 1 OFFSET %s",
+                [author_id, after, chunk - 1],
+            )
+            row = cursor.fetchone()
+        upper = row[0] if row else None
+        bound = "AND f.follower_id <= %s" if upper is not None else ""
+        params: list[object] = [post.id, author_id, author_id, after]
+        if upper is not None:
+            params.append(upper)
+        params.append(cutoff)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {FEED} (user_id, post_id, author_id)
+                SELECT f.follower_id, %s, %s
+                FROM {FOLLOWS} f JOIN {USERS} u ON u.id = f.follower_id
+                WHERE f.followed_id = %s AND f.follower_id > %s {bound}
+                  AND u.last_seen_at >= %s
+                {_lock_follows_clause()}
+                ON CONFLICT DO NOTHING
+                """,
+                params,
+            )
+            inserted += max(cursor.rowcount, 0)
+        if upper is None:
+            return inserted
+        after = upper
+
+
+def backfill_follow(*, follower: User, followed: User) -> None:
+    """After a follow: the followee's recent top-level posts enter the follower's feed (at most
+    FEED_MAX_ENTRIES; past that the horizon rises so older pages read the pull query)."""
+    if followed.is_celebrity:
+        return
+    cap = settings.FEED_MAX_ENTRIES
+    horizon = User.objects.filter(id=follower.id).values_list("feed_horizon", flat=True).first()
+    if horizon is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {FEED} (user_id, post_id, author_id)
+            SELECT %s, p.id, p.author_id FROM {POSTS} p
+            WHERE p.author_id = %s AND p.parent_id IS NULL AND p.id >= %s
+            ORDER BY p.id DESC LIMIT %s
+            ON CONFLICT DO NOTHING
+            """,
+            [follower.id, followed.id, horizon, cap],
+        )
+        cursor.execute(
+            f"SELECT id FROM {POSTS} WHERE author_id = %s AND parent_id IS NULL AND id >= %s "
+            f"ORDER BY id DESC LIMIT 1 OFFSET %s",
+            [followed.id, horizon, cap],
+        )
+        overflow = cursor.fetchone()
+    if overflow is not None:
+        # More posts exist than were copied: the feed is complete only from the oldest copied
+        # post up, which is the first id above `overflow`.
+        _raise_horizon([follower.id], overflow[0] + 1)
+
+
+def remove_follow(*, follower: User, followed: User) -> None:
+    FeedEntry.objects.filter(user_id=follower.id, author_id=followed.id).delete()
+
+
+def remove_author(user: User) -> None:
+    """Before an account is deleted: its posts leave every feed."""
+    FeedEntry.objects.filter(
+        post_id__in=Post.objects.filter(author_id=user.id).values("id")
+    ).delete()
+
+
+def rebuild(user: User) -> None:
+    """A returning reader's feed, rebuilt from the pull query (the newest FEED_MAX_ENTRIES)."""
+    cap = settings.FEED_MAX_ENTRIES
+    with transaction.atomic():
+        FeedEntry.objects.filter(user_id=user.id).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {FEED} (user_id, post_id, author_id)
+                SELECT %s, p.id, p.author_id FROM {POSTS} p
+                WHERE p.parent_id IS NULL AND (
+                    p.author_id = %s
+                    OR p.author_id IN (SELECT followed_id FROM {FOLLOWS} WHERE follower_id = %s)
+                )
+                ORDER BY p.id DESC LIMIT %s
+                ON CONFLICT DO NOTHING
+                """,
+                [user.id, user.id, user.id, cap],
+            )
+            cursor.execute(
+                f"SELECT COUNT(*), MIN(post_id) FROM {FEED} WHERE user_id = %s", [user.id]
+            )
+            count, oldest = cursor.fetchone() or (0, None)
+        horizon = oldest if count >= cap and oldest is not None else 0
+        User.objects.filter(id=user.id).update(feed_horizon=horizon)
+        user.feed_horizon = horizon
+
+
+def trim(user_ids: list[int]) -> int:
+    """Keeps each feed to its newest FEED_MAX_ENTRIES entries; returns entries removed."""
+    cap = settings.FEED_MAX_ENTRIES
+    removed = 0
+    for user_id in user_ids:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT post_id FROM {FEED} WHERE user_id = %s "
+                f"ORDER BY post_id DESC LIMIT 1 OFFSET %s",
+                [user_id, cap - 1],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                continue
+            cursor.execute(
+                f"DELETE FROM {FEED} WHERE user_id = %s AND post_id < %s", [user_id, row[0]]
+            )
+            if cursor.rowcount > 0:
+                removed += cursor.rowcount
+                _raise_horizon([user_id], row[0])
+    return removed
+
+
+def _raise_horizon(user_ids: list[int], horizon: int) -> None:
+    User.objects.filter(id__in=user_ids, feed_horizon__lt=horizon).update(feed_horizon=horizon)
+
+
+def update_celebrity(user_id: int) -> bool | None:
+    """Called in the transaction that changed the follower count. Returns the new status when
+    it changed, else None."""
+    row = User.objects.filter(id=user_id).values_list("followers_count", "is_celebrity").first()
+    if row is None:
+        return None
+    followers, was_celebrity = row
+    now_celebrity = followers > settings.FANOUT_CELEBRITY_FOLLOWERS
+    if now_celebrity == was_celebrity:
+        return None
+    User.objects.filter(id=user_id).update(is_celebrity=now_celebrity)
+    return now_celebrity
+
+
+def backfill_author(author_id: int) -> int:
+    """After an author stops being a celebrity: their recent top-level posts (written while they
+    were merged at read time) are copied into their active followers' feeds."""
+    author = User.objects.filter(id=author_id).first()
+    if author is None or author.is_celebrity:
+        return 0
+    cap = settings.FEED_MAX_ENTRIES
+    cutoff = active_cutoff()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {POSTS} WHERE author_id = %s AND parent_id IS NULL "
+            f"ORDER BY id DESC LIMIT 1 OFFSET %s",
+            [author_id, cap],
+        )
+        overflow = cursor.fetchone()
+    floor = overflow[0] + 1 if overflow else 0
+    inserted = 0
+    follower_ids = list(
+        Follow.objects.filter(followed_id=author_id)
+        .order_by("follower_id")
+        .values_list("follower_id", flat=True)
+    )
+    for start in range(0, len(follower_ids), settings.FANOUT_CHUNK_SIZE):
+        chunk = follower_ids[start : start + settings.FANOUT_CHUNK_SIZE]
+        with transaction.atomic(), connection.cursor() as cursor:
+            placeholders = ",".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"""
+                INSERT INTO {FEED} (user_id, post_id, author_id)
+                SELECT f.follower_id, p.id, p.author_id
+                FROM {FOLLOWS} f
+                JOIN {USERS} u ON u.id = f.follower_id
+                JOIN {POSTS} p ON p.author_id = f.followed_id
+                WHERE f.followed_id = %s AND f.follower_id IN ({placeholders})
+                  AND u.last_seen_at >= %s
+                  AND p.parent_id IS NULL AND p.id >= %s AND p.id >= u.feed_horizon
+                {_lock_follows_clause()}
+                ON CONFLICT DO NOTHING
+                """,
+                [author_id, *chunk, cutoff, floor],
+            )
+            inserted += max(cursor.rowcount, 0)
+            if floor:
+                _raise_horizon(chunk, floor)
+    return inserted
