@@ -119,3 +119,32 @@ def client_for() -> Iterator[Callable[[User], Client]]:
 def refreshed(user: User) -> User:
     user.refresh_from_db()
     return user
+
+
+def _reset_task_backends() -> None:
+    from asgiref.local import Local
+    from django.tasks import task_backends
+
+    task_backends.__dict__.pop("settings", None)
+    task_backends._connections = Local(task_backends.thread_critical)
+
+
+@pytest.fixture
+def db_job_backend(settings: Any, db: None) -> Iterator[Callable[[], None]]:
+    """The production job backend (django-tasks-db); yields `run_jobs`, which runs the real
+    worker until the queue is empty."""
+    from django.core.management import call_command
+
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "django_tasks_db.DatabaseBackend",
+            "QUEUES": ["fanout", "default", "maintenance"],
+        }
+    }
+    _reset_task_backends()
+
+    def run_jobs() -> None:
+        call_command("worker", batch=True, verbosity=0)
+
+    yield run_jobs
+    _reset_task_backends()
