@@ -1,0 +1,261 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright against Django's live server.
+
+Skipped (with a note in the summary) when /usr/bin/chromium is missing, unless REQUIRE_BROWSER=1.
+"""
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from microblog.accounts.services import user_create
+from microblog.posts.models import CONTENT_MAX_LENGTH
+from microblog.posts.services import post_create
+from tests.conftest import PASSWORD
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+TIMEOUT_MS = 10_000
+
+pytestmark = pytest.mark.browser
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - the dev extra installs it
+    sync_playwright = None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    if not os.path.exists(CHROMIUM) or sync_playwright is None:
+        reason = f"Chromium not found at {CHROMIUM} (or the playwright package is missing)"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
+    # test itself (creating fixtures through the services) are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        expect.set_options(timeout=TIMEOUT_MS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: "Browser", live_server: Any) -> Iterator[Callable[..., "Page"]]:
+    """Opens a page in a fresh browser context (its own cookies: one signed-in user each)."""
+    contexts: list[BrowserContext] = []
+
+    def make(**options: Any) -> "Page":
+        context = browser.new_context(base_url=live_server.url, **options)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def flash(page: "Page") -> Any:
+    return page.locator(".flash")
+
+
+def log_in(page: "Page", username: str, password: str = PASSWORD) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(flash(page)).to_contain_text(f"Welcome back, {username}.")
+
+
+def feed_posts(page: "Page") -> Any:
+    return page.locator(".feed article.post")
+
+
+def test_sign_up_post_follow_reply_delete_log_out_and_in(new_page: Callable[..., "Page"]) -> None:
+    # Carol signs up through the form.
+    carol = new_page()
+    carol.goto("/signup")
+    carol.get_by_label("Username").fill("carol")
+    carol.get_by_label("Password", exact=True).fill(PASSWORD)
+    carol.get_by_label("Confirm password").fill(PASSWORD)
+    carol.get_by_role("button", name="Sign up").click()
+    expect(carol).to_have_url(re.compile(r"/$"))
+    expect(flash(carol)).to_contain_text("Welcome to Microblog, carol!")
+    expect(carol.get_by_role("link", name="For You")).to_have_attribute("aria-current", "page")
+
+    # She writes a post; the counter counts down as she types.
+    compose = carol.get_by_label("What's happening?")
+    counter = carol.locator("output.counter")
+    expect(counter).to_have_text(f"{CONTENT_MAX_LENGTH} characters left")
+    compose.press_sequentially("Hello from carol")
+    expect(counter).to_have_text(f"{CONTENT_MAX_LENGTH - 16} characters left")
+    compose.press("Backspace")
+    expect(counter).to_have_text(f"{CONTENT_MAX_LENGTH - 15} characters left")
+    compose.press("l")
+    carol.get_by_role("button", name="Post", exact=True).click()
+    expect(flash(carol)).to_contain_text("Your post was published.")
+    expect(feed_posts(carol).first).to_contain_text("Hello from carol")
+
+    # Dave, in a browser of his own, logs in and posts.
+    user_create(username="dave", password=PASSWORD)
+    dave = new_page()
+    log_in(dave, "dave")
+    dave.get_by_label("What's happening?").fill("Dave's first post")
+    dave.get_by_role("button", name="Post", exact=True).click()
+    expect(flash(dave)).to_contain_text("Your post was published.")
+    expect(feed_posts(dave).first).to_contain_text("Dave's first post")
+
+    # Dave's post is not in Carol's For You until she follows him.
+    carol.goto("/")
+    expect(feed_posts(carol)).to_have_count(1)
+    expect(carol.locator(".feed")).not_to_contain_text("Dave's first post")
+
+    # Carol follows Dave from his profile.
+    carol.goto("/@dave")
+    counts = carol.locator(".profile-header .counts")
+    expect(counts).to_contain_text("1 post")
+    expect(counts).to_contain_text("0 followers")
+    carol.get_by_role("button", name="Follow", exact=True).click()
+    expect(flash(carol)).to_contain_text("You are now following dave.")
+    expect(counts).to_contain_text("1 follower")
+    expect(counts).not_to_contain_text("followers")
+    expect(carol.get_by_role("button", name="Unfollow")).to_be_visible()
+
+    carol.goto("/@carol")
+    expect(carol.locator(".profile-header .counts")).to_contain_text("1 following")
+
+    # Dave's post now appears in Carol's For You, above her own.
+    carol.goto("/")
+    expect(feed_posts(carol)).to_have_count(2)
+    expect(feed_posts(carol).first).to_contain_text("Dave's first post")
+    expect(feed_posts(carol).nth(1)).to_contain_text("Hello from carol")
+
+    # She replies to it from the thread page.
+    feed_posts(carol).first.get_by_role("link", name="0 replies").click()
+    expect(carol.locator(".post-featured")).to_contain_text("Dave's first post")
+    expect(carol.get_by_label("Your reply")).to_have_attribute("placeholder", "Post your reply")
+    carol.get_by_label("Your reply").fill("Welcome aboard, dave!")
+    carol.get_by_role("button", name="Reply").click()
+    expect(flash(carol)).to_contain_text("Your reply was posted.")
+    expect(carol.get_by_role("heading", name="1 reply")).to_be_visible()
+    reply = carol.locator(".replies-root .reply")
+    expect(reply).to_have_count(1)
+    expect(reply).to_contain_text("carol")
+    expect(reply).to_contain_text("Welcome aboard, dave!")
+
+    # Dave sees the reply on his thread too.
+    dave.goto(carol.url)
+    expect(dave.locator(".replies-root .reply")).to_contain_text("Welcome aboard, dave!")
+    expect(dave.locator(".replies-root")).not_to_contain_text("Delete")
+
+    # Carol deletes her first post, through the confirm page.
+    carol.goto("/@carol")
+    expect(carol.locator(".profile-header .counts")).to_contain_text("2 posts")
+    own_post = feed_posts(carol).filter(has_text="Hello from carol")
+    own_post.get_by_role("link", name="Delete").click()
+    expect(carol.get_by_role("heading", name="Delete this post?")).to_be_visible()
+    expect(carol.locator("article.post")).to_contain_text("Hello from carol")
+    carol.get_by_role("button", name="Delete post").click()
+    expect(flash(carol)).to_contain_text("Your post was deleted.")
+    expect(carol.locator(".feed")).not_to_contain_text("Hello from carol")
+    carol.goto("/@carol")
+    expect(carol.locator(".profile-header .counts")).to_contain_text("1 post")
+    expect(carol.locator(".profile-header .counts")).not_to_contain_text("posts")
+
+    # She logs out with the button in the top bar...
+    carol.get_by_role("button", name="Log out").click()
+    expect(flash(carol)).to_contain_text("You have been logged out.")
+    topbar = carol.locator(".topbar")
+    expect(topbar.get_by_role("link", name="Log in")).to_be_visible()
+    expect(topbar.get_by_role("button", name="Log out")).to_have_count(0)
+    expect(carol.locator(".hero")).to_contain_text("What's happening")
+
+    # ...and back in.
+    log_in(carol, "carol")
+    expect(carol.get_by_role("button", name="Log out")).to_be_visible()
+    expect(feed_posts(carol).first).to_contain_text("Dave's first post")
+
+
+def _twenty_five_posts() -> None:
+    author = user_create(username="prolific", password=PASSWORD)
+    for number in range(1, 26):
+        post_create(author=author, content=f"Numbered post {number}")
+
+
+def test_load_more_appends_the_next_page_with_htmx(new_page: Callable[..., "Page"]) -> None:
+    _twenty_five_posts()
+    page = new_page()
+    page.goto("/")
+    expect(feed_posts(page)).to_have_count(20)
+    expect(feed_posts(page).first).to_contain_text("Numbered post 25")
+    url = page.url
+    # A marker on the window survives an htmx swap but not a page load.
+    page.evaluate("window.stillTheSamePage = true")
+
+    page.get_by_role("link", name="Load more").click()
+    expect(feed_posts(page)).to_have_count(25)
+    expect(feed_posts(page).last).to_contain_text("Numbered post 1")
+    expect(page.get_by_role("link", name="Load more")).to_have_count(0)
+    assert page.url == url
+    assert page.evaluate("window.stillTheSamePage") is True
+    # Each post is shown once.
+    texts = feed_posts(page).locator(".post-content").all_inner_texts()
+    assert sorted(texts) == sorted(f"Numbered post {n}" for n in range(1, 26))
+
+
+def test_load_more_works_without_javascript(new_page: Callable[..., "Page"]) -> None:
+    _twenty_five_posts()
+    page = new_page(java_script_enabled=False)
+    page.goto("/")
+    expect(feed_posts(page)).to_have_count(20)
+
+    page.get_by_role("link", name="Load more").click()
+    expect(page).to_have_url(re.compile(r"/\?cursor=\d+$"))
+    expect(feed_posts(page)).to_have_count(5)
+    expect(feed_posts(page).first).to_contain_text("Numbered post 5")
+    expect(feed_posts(page).last).to_contain_text("Numbered post 1")
+    expect(page.get_by_role("link", name="Load more")).to_have_count(0)
+    # A full page, not a fragment: the layout is there.
+    expect(page.get_by_role("link", name="Microblog")).to_be_visible()
+
+
+def test_long_names_and_deep_threads_fit_a_phone_screen(new_page: Callable[..., "Page"]) -> None:
+    long_name = "a_really_long_username_that_goes_on_and_on_forever"
+    author = user_create(username=long_name, password=PASSWORD)
+    post = post_create(author=author, content="https://example.com/" + "no-spaces-" * 15)
+    parent = post
+    for depth in range(5):
+        parent = post_create(author=author, content=f"Reply at depth {depth}", parent_id=parent.id)
+
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    for path in ("/", f"/@{long_name}", f"/posts/{post.id}"):
+        page.goto(path)
+        expect(page.locator("article.post").first).to_be_visible()
+        # (Not window.innerWidth: a phone zooms out to show a page that is too wide.)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width}px wide, wider than a 390px phone screen"
+    # On the thread (the last page): the deepest reply fits across the screen, its time
+    # visible beside the cut-off name.
+    deepest = page.locator("article.post", has_text="Reply at depth 4")
+    deepest.scroll_into_view_if_needed()
+    expect(deepest.locator(".post-time")).to_be_in_viewport()
+    for part in (deepest, deepest.locator(".post-time")):
+        box = part.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390
