@@ -23,7 +23,9 @@ def failed_fan_out(post_id: int) -> DBTaskResult:
         started_at=now,
         finished_at=now,
         exception_class_path="django.db.utils.OperationalError",
-        traceback="Traceback (most recent call last):\nOperationalError: server closed the connection",
+        traceback=(
+            "Traceback (most recent call last):\nOperationalError: server closed the connection"
+        ),
     )
 
 
