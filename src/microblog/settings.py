@@ -199,6 +199,9 @@ FEED_MAX_ENTRIES = env_int("FEED_MAX_ENTRIES", 800)
 FANOUT_CHUNK_SIZE = env_int("FANOUT_CHUNK_SIZE", 5_000)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
 JOB_RETRY_BASE_SECONDS = float(os.environ.get("JOB_RETRY_BASE_SECONDS", "2"))
+# A job RUNNING this long is presumed abandoned by a dead worker and queued again
+# (core.maintenance.requeue_abandoned_jobs); keep it above the longest job.
+JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 3600)
 # Periodic maintenance, run by `microblog worker`'s scheduler (seconds between runs).
 MAINTENANCE_INTERVALS = {
     "feeds_trim": env_int("FEEDS_TRIM_INTERVAL", 600),

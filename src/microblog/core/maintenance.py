@@ -1,9 +1,15 @@
+import logging
+import os
+import socket
 from datetime import timedelta
 
 from django.conf import settings
 from django.tasks import TaskResultStatus
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 from django_tasks_db.models import DBTaskResult
+
+logger = logging.getLogger("microblog.jobs")
 
 
 def prune_finished_jobs() -> int:
@@ -13,3 +19,53 @@ def prune_finished_jobs() -> int:
         status=TaskResultStatus.SUCCESSFUL, finished_at__lt=cutoff
     ).delete()
     return deleted
+
+
+def worker_id() -> str:
+    """A worker's id: host, process id and a random suffix, so `requeue_abandoned_jobs` can tell
+    whether the worker that claimed a job still runs."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(8)}"
+
+
+def _worker_is_gone(claimed_by: str, own_worker_id: str | None) -> bool:
+    host, _, rest = claimed_by.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname()[:40] or not pid_text.isdigit():
+        return False  # another machine's worker (or an id of another shape): only the timeout
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return claimed_by != own_worker_id  # an earlier process that had this pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def requeue_abandoned_jobs(own_worker_id: str | None = None) -> int:
+    """Puts RUNNING jobs whose worker died back to READY; returns how many.
+
+    django-tasks-db marks a job RUNNING when a worker claims it and never looks at it again, so a
+    worker killed mid-job (OOM, SIGKILL, a lost machine) would leave it RUNNING forever. Every job
+    is idempotent, so running it again is safe. A job is abandoned when the worker that claimed it
+    ran on this host and its process is gone, or when it has been RUNNING for longer than
+    JOB_RUNNING_TIMEOUT_SECONDS (a worker on another machine). Called by every worker at
+    start-up and on each scheduler tick.
+    """
+    timeout_cutoff = timezone.now() - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT_SECONDS)
+    requeued = 0
+    running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
+    for job_id, started_at, worker_ids in running.values_list("id", "started_at", "worker_ids"):
+        claimed_by = worker_ids[-1] if worker_ids else ""
+        stale = started_at is not None and started_at < timeout_cutoff
+        if not stale and not _worker_is_gone(claimed_by, own_worker_id):
+            continue
+        # Conditional on the state read above, so a job that finished meanwhile stays finished.
+        if DBTaskResult.objects.filter(
+            id=job_id, status=TaskResultStatus.RUNNING, started_at=started_at
+        ).update(status=TaskResultStatus.READY):
+            logger.warning("job %s abandoned by worker %s: queued again", job_id, claimed_by)
+            requeued += 1
+    return requeued

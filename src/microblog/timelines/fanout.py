@@ -45,8 +45,10 @@ def _lock_follows_clause() -> str:
 
 def add_own_post(post: Post) -> None:
     """The author's own post enters their feed in the same transaction as the post."""
+    author_id = post.author_id
+    assert author_id is not None
     FeedEntry.objects.bulk_create(
-        [FeedEntry(user_id=post.author_id, post_id=post.id, author_id=post.author_id)],
+        [FeedEntry(user_id=author_id, post_id=post.id, author_id=author_id)],
         ignore_conflicts=True,
     )
 
@@ -59,7 +61,7 @@ def fan_out_post(post_id: int) -> int:
         return 0
     if post.author.is_celebrity:
         return 0  # merged at read time instead
-    author_id = post.author_id
+    author_id = post.author.id
     cutoff = active_cutoff()
     chunk = settings.FANOUT_CHUNK_SIZE
     inserted = 0
@@ -75,7 +77,7 @@ def fan_out_post(post_id: int) -> int:
             row = cursor.fetchone()
         upper = row[0] if row else None
         bound = "AND f.follower_id <= %s" if upper is not None else ""
-        params: list[object] = [post.id, author_id, author_id, after]
+        params: list[int | datetime] = [post.id, author_id, author_id, after]
         if upper is not None:
             params.append(upper)
         params.append(cutoff)
