@@ -9,6 +9,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from microblog import jobs
+from microblog.core import maintenance
 from microblog.core.models import ScheduledJob
 
 logger = logging.getLogger("microblog.scheduler")
@@ -31,8 +32,9 @@ def enqueue_due_jobs() -> list[str]:
     return enqueued
 
 
-def start(poll_seconds: float = 15.0) -> threading.Event:
-    """Starts the scheduler thread; set the returned event to stop it."""
+def start(poll_seconds: float = 15.0, worker_id: str | None = None) -> threading.Event:
+    """Starts the scheduler thread; set the returned event to stop it. Each tick also queues
+    again the jobs of workers that died (`maintenance.requeue_abandoned_jobs`)."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -40,6 +42,7 @@ def start(poll_seconds: float = 15.0) -> threading.Event:
             try:
                 for name in enqueue_due_jobs():
                     logger.info("scheduled job enqueued: %s", name)
+                maintenance.requeue_abandoned_jobs(worker_id)
             except Exception:
                 logger.exception("scheduler tick failed; trying again")
             finally:

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from microblog.core import scheduler
+from microblog.core import maintenance, scheduler
 
 
 class Command(BaseCommand):
@@ -24,9 +24,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        worker_id = maintenance.worker_id()
+        # Jobs left RUNNING by a worker that died mid-job would otherwise never run again.
+        maintenance.requeue_abandoned_jobs(worker_id)
         stop = None
         if not options["batch"] and not options["no_scheduler"]:
-            stop = scheduler.start()
+            stop = scheduler.start(worker_id=worker_id)
         try:
             call_command(
                 "db_worker",
@@ -35,6 +38,7 @@ class Command(BaseCommand):
                 batch=options["batch"],
                 reload=False,
                 startup_delay=False,
+                worker_id=worker_id,
                 verbosity=options["verbosity"],
             )
         finally:
