@@ -104,7 +104,7 @@ def make_post(db: None) -> Callable[..., Post]:
 
 @pytest.fixture
 def client_for() -> Iterator[Callable[[User], Client]]:
-    """A test client signed in as the given user (CSRF checks on, as in a browser)."""
+    """A test client signed in as the given user (CSRF not enforced; CSRF tests build their own)."""
     clients: list[Client] = []
 
     def make(user: User) -> Client:

@@ -478,12 +478,6 @@ def test_follow_create_service_refuses_self_follow(alice):
     assert counts(alice) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=User.DoesNotExist,
-    reason="follow_create calls followed.refresh_from_db() before commit, so a follow of an "
-    "account deleted a moment earlier raises User.DoesNotExist (a 500) instead of ServiceError",
-)
 @pytest.mark.django_db(transaction=True)
 def test_follow_create_service_refuses_a_deleted_account(alice, make_user):
     """The account went away between loading the profile and the follow (a race). Foreign keys

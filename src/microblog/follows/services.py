@@ -26,6 +26,11 @@ def follow_create(*, follower: User, followed: User) -> bool:
         raise ServiceError("You can't follow yourself.")
     try:
         with transaction.atomic():
+            # Both accounts are locked in id order (the order every counter update uses), so a
+            # concurrent deletion of either waits, and mutual follows cannot deadlock.
+            locked = User.objects.select_for_update().filter(id__in=[follower.id, followed.id])
+            if len(locked.order_by("id").values_list("id", flat=True)) != 2:
+                raise ServiceError("That account no longer exists.")
             Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=1)
             fanout.update_celebrity(followed.id)
