@@ -24,6 +24,10 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
     missing parent; nothing is written then."""
     content = post_content_clean(content)
     with transaction.atomic():
+        # Lock order, in every service: user rows first (in id order), then posts. A follow
+        # holds user rows until its feed entries' foreign keys to posts are checked at commit,
+        # so a post service locking a post before its author could deadlock with it.
+        User.objects.filter(id=author.id).update(posts_count=F("posts_count") + 1)
         # The UPDATE both checks that the parent exists and locks it against a concurrent delete
         # until this reply commits.
         if parent_id is not None and not Post.objects.filter(id=parent_id).update(
@@ -31,7 +35,6 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         ):
             raise ValidationError(PARENT_MISSING, code="parent_missing")
         post = _insert_post(author=author, content=content, parent_id=parent_id)
-        User.objects.filter(id=author.id).update(posts_count=F("posts_count") + 1)
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.
             fanout.add_own_post(post)
@@ -66,6 +69,9 @@ def post_delete(*, post: Post, actor: User) -> None:
     if post.author_id != actor.id and not actor.is_staff:
         raise PermissionDenied("You can only delete your own posts.")
     with transaction.atomic():
+        if post.author_id is not None:
+            # The author's row before the post (the lock order of post_create).
+            list(User.objects.select_for_update(no_key=True).filter(id=post.author_id).values("id"))
         deleted, _ = Post.objects.filter(id=post.id).delete()
         if not deleted:
             return
