@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from microblog.accounts import services
 from microblog.accounts.forms import (
@@ -153,7 +153,7 @@ def _profile_user(username: str) -> User:
     return get_object_or_404(User, username__iexact=username)
 
 
-@require_GET
+@require_safe
 def profile(request: HttpRequest, username: str) -> HttpResponse:
     author = _profile_user(username)
     cursor = parse_cursor(request.GET.get("cursor"))
@@ -187,12 +187,12 @@ def _people_page(request: HttpRequest, username: str, which: str) -> HttpRespons
     return render(request, template, {"profile_user": person, "page": page, "which": which})
 
 
-@require_GET
+@require_safe
 def followers(request: HttpRequest, username: str) -> HttpResponse:
     return _people_page(request, username, "followers")
 
 
-@require_GET
+@require_safe
 def following(request: HttpRequest, username: str) -> HttpResponse:
     return _people_page(request, username, "following")
 

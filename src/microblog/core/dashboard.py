@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.tasks import TaskResultStatus
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_tasks_db.models import DBTaskResult
 
 FAILED_SHOWN = 50
@@ -34,7 +34,7 @@ def queue_stats() -> dict[str, object]:
 
 
 @staff_member_required
-@require_GET
+@require_safe
 def jobs(request: HttpRequest) -> HttpResponse:
     failed = DBTaskResult.objects.filter(status=TaskResultStatus.FAILED).order_by("-finished_at")[
         :FAILED_SHOWN

@@ -4,7 +4,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from microblog.core.errors import InvalidInput
 
@@ -79,7 +79,7 @@ def method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
     return response
 
 
-@require_GET
+@require_safe
 def up(request: HttpRequest) -> HttpResponse:
     """Liveness: 200 when the app can reach its database, 503 when it cannot."""
     try:

@@ -20,16 +20,24 @@ def _bump_counts(*, follower_id: int, followed_id: int, delta: int) -> None:
         User.objects.filter(id=user_id).update(**updates[user_id])
 
 
+def _lock_accounts(*user_ids: int) -> int:
+    """Locks both accounts in id order (the order every counter update uses) before anything
+    else, in follow_create and follow_delete alike: a concurrent deletion of either waits, and
+    neither mutual follows nor a follow racing an unfollow of the same pair can deadlock (the
+    follow row itself is locked only after the accounts). NO KEY UPDATE, like the counter updates:
+    it still blocks a deletion but not the foreign-key checks of rows that reference the accounts.
+    Returns how many of the accounts exist."""
+    locked = User.objects.select_for_update(no_key=True).filter(id__in=user_ids).order_by("id")
+    return len(locked.values_list("id", flat=True))
+
+
 def follow_create(*, follower: User, followed: User) -> bool:
     """Follows `followed`. Returns False when the follow already existed (nothing changes)."""
     if follower.id == followed.id:
         raise ServiceError("You can't follow yourself.")
     try:
         with transaction.atomic():
-            # Both accounts are locked in id order (the order every counter update uses), so a
-            # concurrent deletion of either waits, and mutual follows cannot deadlock.
-            locked = User.objects.select_for_update().filter(id__in=[follower.id, followed.id])
-            if len(locked.order_by("id").values_list("id", flat=True)) != 2:
+            if _lock_accounts(follower.id, followed.id) != 2:
                 raise ServiceError("That account no longer exists.")
             Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=1)
@@ -46,6 +54,7 @@ def follow_create(*, follower: User, followed: User) -> bool:
 def follow_delete(*, follower: User, followed: User) -> bool:
     """Unfollows. Returns False when there was no follow to remove."""
     with transaction.atomic():
+        _lock_accounts(follower.id, followed.id)  # before the follow row, as in follow_create
         deleted, _ = Follow.objects.filter(
             follower_id=follower.id, followed_id=followed.id
         ).delete()

@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
@@ -53,7 +53,7 @@ def create(request: HttpRequest) -> HttpResponse:
     return render(request, "posts/compose.html", {"form": form, "parent": parent}, status=400)
 
 
-@require_GET
+@require_safe
 def detail(request: HttpRequest, post_id: int) -> HttpResponse:
     post = _get_post(post_id)
     cursor = parse_cursor(request.GET.get("cursor"))

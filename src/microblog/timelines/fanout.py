@@ -36,11 +36,23 @@ def is_active(user: User, now: datetime | None = None) -> bool:
     return user.last_seen_at is not None and user.last_seen_at >= active_cutoff(now)
 
 
-def _lock_follows_clause() -> str:
+def _lock_follows_clause(posts: str | None = None) -> str:
     # On PostgreSQL the chunk's follow rows are share-locked until the chunk commits, so an
     # unfollow that commits meanwhile waits, then removes what this chunk inserted. SQLite runs
     # one writer at a time, so it needs no lock.
-    return "FOR SHARE OF f" if connection.vendor == "postgresql" else ""
+    if connection.vendor != "postgresql":
+        return ""
+    return "FOR SHARE OF f" + (f" {_lock_posts_clause(posts)}" if posts else "")
+
+
+def _lock_posts_clause(posts: str | None = None) -> str:
+    # The posts copied into feeds are key-share locked as they are read: a post deleted by a
+    # transaction that committed since this statement began is skipped (not copied, which would
+    # fail the foreign key at commit and roll back the whole follow or job), and a delete that
+    # starts later waits, then its cascade removes the copies.
+    if connection.vendor != "postgresql":
+        return ""
+    return f"FOR KEY SHARE OF {posts}" if posts else "FOR KEY SHARE"
 
 
 def add_own_post(post: Post) -> None:
@@ -82,6 +94,9 @@ def fan_out_post(post_id: int) -> int:
             params.append(upper)
         params.append(cutoff)
         with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {POSTS} WHERE id = %s {_lock_posts_clause()}", [post.id])
+            if cursor.fetchone() is None:
+                return inserted  # deleted meanwhile, and its entries with it
             cursor.execute(
                 f"""
                 INSERT INTO {FEED} (user_id, post_id, author_id)
@@ -115,7 +130,7 @@ def backfill_follow(*, follower: User, followed: User) -> None:
             INSERT INTO {FEED} (user_id, post_id, author_id)
             SELECT %s, p.id, p.author_id FROM {POSTS} p
             WHERE p.author_id = %s AND p.parent_id IS NULL AND p.id >= %s
-            ORDER BY p.id DESC LIMIT %s
+            ORDER BY p.id DESC LIMIT %s {_lock_posts_clause("p")}
             ON CONFLICT DO NOTHING
             """,
             [follower.id, followed.id, horizon, cap],
@@ -157,7 +172,7 @@ def rebuild(user: User) -> None:
                     p.author_id = %s
                     OR p.author_id IN (SELECT followed_id FROM {FOLLOWS} WHERE follower_id = %s)
                 )
-                ORDER BY p.id DESC LIMIT %s
+                ORDER BY p.id DESC LIMIT %s {_lock_posts_clause("p")}
                 ON CONFLICT DO NOTHING
                 """,
                 [user.id, user.id, user.id, cap],
@@ -248,7 +263,7 @@ def backfill_author(author_id: int) -> int:
                 WHERE f.followed_id = %s AND f.follower_id IN ({placeholders})
                   AND u.last_seen_at >= %s
                   AND p.parent_id IS NULL AND p.id >= %s AND p.id >= u.feed_horizon
-                {_lock_follows_clause()}
+                {_lock_follows_clause(posts="p")}
                 ON CONFLICT DO NOTHING
                 """,
                 [author_id, *chunk, cutoff, floor],

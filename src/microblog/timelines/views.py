@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from microblog.core.pagination import Page, parse_cursor
 from microblog.posts.forms import PostForm
@@ -29,7 +29,7 @@ def render_feed(
     return response
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     cursor = parse_cursor(request.GET.get("cursor"))
     if not request.user.is_authenticated:
@@ -45,7 +45,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def following(request: HttpRequest) -> HttpResponse:
     cursor = parse_cursor(request.GET.get("cursor"))
     return render_feed(
@@ -56,7 +56,7 @@ def following(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def everyone(request: HttpRequest) -> HttpResponse:
     cursor = parse_cursor(request.GET.get("cursor"))
     context: dict[str, Any] = {"tab": "all"}
