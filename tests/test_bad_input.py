@@ -580,15 +580,15 @@ WRONG_METHODS = [
     ("post", "/posts/{post_id}", "GET, HEAD"),
     ("delete", "/posts/{post_id}/delete", "GET, POST"),
     ("put", "/posts/{post_id}/delete", "GET, POST"),
-    ("post", "/", "GET"),
-    ("delete", "/", "GET"),
-    ("post", "/following", "GET"),
-    ("post", "/all", "GET"),
+    ("post", "/", "GET, HEAD"),
+    ("delete", "/", "GET, HEAD"),
+    ("post", "/following", "GET, HEAD"),
+    ("post", "/all", "GET, HEAD"),
     ("delete", "/@alice", "GET, HEAD"),
     ("post", "/@alice", "GET, HEAD"),
     ("put", "/@alice/followers", "GET, HEAD"),
     ("post", "/@alice/following", "GET, HEAD"),
-    ("post", "/up", "GET"),
+    ("post", "/up", "GET, HEAD"),
 ]
 
 

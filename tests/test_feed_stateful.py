@@ -27,6 +27,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -101,6 +102,21 @@ class FeedMachine(RuleBasedStateMachine):
     def pick(self, i: int) -> int:
         return self.users[i % len(self.users)]
 
+    def pick_other(self, i: int, j: int) -> int:
+        """Another user than pick(i), except when j + 1 is a multiple of the user count."""
+        return self.users[(i + 1 + j) % len(self.users)]
+
+    @initialize(
+        users=st.integers(min_value=2, max_value=5),
+        follows=st.lists(st.tuples(index, index), max_size=8),
+    )
+    def populate(self, users: int, follows: list[tuple[int, int]]) -> None:
+        """A small world to start from: a few users and follows."""
+        for _ in range(users):
+            self.sign_up()
+        for i, j in follows:
+            self.follow(i, j)
+
     # --- Accounts --------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.users) < MAX_USERS)
@@ -110,7 +126,7 @@ class FeedMachine(RuleBasedStateMachine):
         user = user_create(username=f"user{self.names}", password=PASSWORD)
         self.users.append(user.id)
 
-    @precondition(lambda self: self.users)
+    @precondition(lambda self: len(self.users) > 2)
     @rule(i=index, how=st.sampled_from(["delete", "erase", "wrong password"]))
     def delete_account(self, i: int, how: str) -> None:
         user_id = self.pick(i)
@@ -146,12 +162,13 @@ class FeedMachine(RuleBasedStateMachine):
     # --- Posts -----------------------------------------------------------------------------
 
     @precondition(lambda self: self.users)
-    @rule(i=index)
-    def post(self, i: int) -> None:
+    @rule(i=index, count=st.integers(min_value=1, max_value=4))
+    def post(self, i: int, count: int) -> None:
         author = User.objects.get(id=self.pick(i))
-        post = post_create(author=author, content=f"post by {author.username}")
-        self.posts[post.id] = (author.id, None)
-        self.live_posts.add(post.id)
+        for _ in range(count):
+            post = post_create(author=author, content=f"post by {author.username}")
+            self.posts[post.id] = (author.id, None)
+            self.live_posts.add(post.id)
 
     @precondition(lambda self: self.users and self.posts)
     @rule(i=index, j=index)
@@ -183,7 +200,7 @@ class FeedMachine(RuleBasedStateMachine):
     @rule(i=index, j=index)
     def follow(self, i: int, j: int) -> None:
         follower = User.objects.get(id=self.pick(i))
-        followed = User.objects.get(id=self.pick(j))
+        followed = User.objects.get(id=self.pick_other(i, j))
         if follower.id == followed.id:
             with pytest.raises(ServiceError):
                 follow_create(follower=follower, followed=followed)
@@ -198,7 +215,7 @@ class FeedMachine(RuleBasedStateMachine):
         if existing:
             follower_id, followed_id = sorted(self.follows)[k % len(self.follows)]
         else:
-            follower_id, followed_id = self.pick(i), self.pick(j)
+            follower_id, followed_id = self.pick(i), self.pick_other(i, j)
         deleted = follow_delete(
             follower=User.objects.get(id=follower_id), followed=User.objects.get(id=followed_id)
         )
@@ -309,6 +326,9 @@ def test_feeds_equal_the_pull_query_after_any_history(
             max_examples=EXAMPLES,
             stateful_step_count=STEPS,
             deadline=None,
+            verbosity=__import__("hypothesis").Verbosity.verbose
+            if os.environ.get("STATEFUL_VERBOSE")
+            else __import__("hypothesis").Verbosity.normal,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
