@@ -35,7 +35,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.hashers import make_password
 from django.contrib.sessions.models import Session
 from django.core.management.color import no_style
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django_tasks_db.models import DBTaskResult
 
 from microblog.accounts.models import User
@@ -482,7 +482,8 @@ def generate_posts(cfg: SeedConfig, rng: random.Random, now_ms: int) -> Generate
         if item[2] >= 0:
             rows[item[2]].replies_count += 1
         result.posts_count[item[1]] += 1  # type: ignore[index]
-        assert rows[i].parent_id is None or rows[i].parent_id < rows[i].id
+        parent_id = rows[i].parent_id
+        assert parent_id is None or parent_id < rows[i].id
     result.posts = sorted(rows, key=lambda r: r.id)
     return result
 
@@ -625,7 +626,7 @@ USERS = User._meta.db_table
 FOLLOWS = Follow._meta.db_table
 POSTS = Post._meta.db_table
 FEED = FeedEntry._meta.db_table
-RESET_MODELS = [
+RESET_MODELS: list[type[models.Model]] = [
     FeedEntry,
     Follow,
     Post,

@@ -3,7 +3,7 @@
 Every seeded account's password is microblog.core.seeding.SEED_PASSWORD ("seeded-password-1").
 """
 
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -68,7 +68,7 @@ class Command(BaseCommand):
             f"random seed {cfg.random_seed}"
         )
         try:
-            summary = seeding.seed(cfg, stream=self.stderr._out)
+            summary = seeding.seed(cfg, stream=cast(TextIO, self.stderr._out))
         except seeding.SeedError as error:
             raise CommandError(str(error)) from error
         minutes, seconds = divmod(int(summary.seconds), 60)
