@@ -41,7 +41,10 @@ def follow_create(*, follower: User, followed: User) -> bool:
                 raise ServiceError("That account no longer exists.")
             Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=1)
-            fanout.update_celebrity(followed.id)
+            # A follow can also end celebrity status, when the threshold was raised since the
+            # flag was last set; the posts written meanwhile then need their backfill.
+            if fanout.update_celebrity(followed.id) is False:
+                jobs.enqueue_after_commit(jobs.backfill_author, followed.id)
             followed.refresh_from_db(fields=["followers_count", "is_celebrity"])
             fanout.backfill_follow(follower=follower, followed=followed)
     except IntegrityError:
