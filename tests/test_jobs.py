@@ -26,7 +26,7 @@ from microblog.core import dashboard, maintenance, scheduler
 from microblog.core.models import ScheduledJob
 from microblog.follows.services import follow_create
 from microblog.posts.models import Post
-from microblog.posts.services import post_create
+from microblog.posts.services import post_create, post_delete
 from microblog.timelines import fanout
 from microblog.timelines.models import FeedEntry
 from tests.conftest import refreshed
@@ -208,7 +208,7 @@ def test_fan_out_job_is_idempotent(settings, run_jobs, make_user):
 def test_fan_out_of_a_deleted_post_does_nothing(run_jobs, alice, bob):
     follow_create(follower=bob, followed=alice)
     post = post_create(author=alice, content="gone before the worker ran")
-    Post.objects.filter(id=post.id).delete()
+    post_delete(post=post, actor=alice)
     run_jobs()
     assert not FeedEntry.objects.exists()
     assert rows("microblog.jobs.fan_out_post").get().status == "SUCCESSFUL"

@@ -75,6 +75,8 @@ def user_delete(*, user: User, password: str) -> None:
 def user_erase(*, user: User) -> None:
     """The deletion itself, for `user_delete` and for staff in the admin."""
     with transaction.atomic():
+        # Locked first: a follow, post or backfill involving this account waits, then finds it gone.
+        list(User.objects.select_for_update().filter(id=user.id).values("id"))
         followed_ids = Follow.objects.filter(follower_id=user.id).values("followed_id")
         follower_ids = Follow.objects.filter(followed_id=user.id).values("follower_id")
         User.objects.filter(id__in=followed_ids).update(followers_count=F("followers_count") - 1)
@@ -87,10 +89,13 @@ def user_erase(*, user: User) -> None:
             ).values_list("id", flat=True)
         )
         User.objects.filter(id__in=no_longer_celebrities).update(is_celebrity=False)
-        fanout.remove_author(user)
+        # Follows go first: a fan-out chunk in flight holds their rows, so this waits for it, and
+        # no chunk starting later finds a follower; then the author's posts leave every feed.
         Follow.objects.filter(follower_id=user.id).delete()
         Follow.objects.filter(followed_id=user.id).delete()
-        user.delete()  # the user's own feed goes with it (FeedEntry.user cascades)
+        fanout.remove_author(user)
+        fanout.remove_reader(user)
+        user.delete()
         for author_id in no_longer_celebrities:
             jobs.enqueue_after_commit(jobs.backfill_author, author_id)
 

@@ -65,16 +65,19 @@ def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
 
 def post_delete(*, post: Post, actor: User) -> None:
     """Deletes a post, by its author or by staff. Replies stay and show that their parent was
-    deleted; the database removes the post from every feed (FeedEntry.post cascades)."""
+    deleted; the post leaves every feed in the same transaction."""
     if post.author_id != actor.id and not actor.is_staff:
         raise PermissionDenied("You can only delete your own posts.")
     with transaction.atomic():
         if post.author_id is not None:
             # The author's row before the post (the lock order of post_create).
             list(User.objects.select_for_update(no_key=True).filter(id=post.author_id).values("id"))
+        # Waits for any fan-out copying this post (it key-share locks it), so the next line
+        # removes those copies too.
         deleted, _ = Post.objects.filter(id=post.id).delete()
         if not deleted:
             return
+        fanout.remove_post(post.id)
         if post.parent_id is not None:
             Post.objects.filter(id=post.parent_id).update(replies_count=F("replies_count") - 1)
         if post.author_id is not None:

@@ -48,8 +48,8 @@ def _lock_follows_clause(posts: str | None = None) -> str:
 def _lock_posts_clause(posts: str | None = None) -> str:
     # The posts copied into feeds are key-share locked as they are read: a post deleted by a
     # transaction that committed since this statement began is skipped (not copied, which would
-    # fail the foreign key at commit and roll back the whole follow or job), and a delete that
-    # starts later waits, then its cascade removes the copies.
+    # leave an entry for a post that no longer exists), and a delete that starts later waits,
+    # then removes the copies (posts.services.post_delete).
     if connection.vendor != "postgresql":
         return ""
     return f"FOR KEY SHARE OF {posts}" if posts else "FOR KEY SHARE"
@@ -149,6 +149,14 @@ def backfill_follow(*, follower: User, followed: User) -> None:
 
 def remove_follow(*, follower: User, followed: User) -> None:
     FeedEntry.objects.filter(user_id=follower.id, author_id=followed.id).delete()
+
+
+def remove_post(post_id: int) -> None:
+    FeedEntry.objects.filter(post_id=post_id).delete()
+
+
+def remove_reader(user: User) -> None:
+    FeedEntry.objects.filter(user_id=user.id).delete()
 
 
 def remove_author(user: User) -> None:

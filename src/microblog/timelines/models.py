@@ -10,16 +10,24 @@ class FeedEntry(models.Model):
     """
 
     pk = models.CompositePrimaryKey("user_id", "post_id")
+    # No foreign-key constraints: checking them costs one trigger call per inserted row, more than
+    # half of a fan-out's time (docs/benchmarks.md). What they would guarantee is kept by the
+    # services instead: post_delete and user_erase delete the entries, and every path that copies
+    # posts into feeds key-share locks those posts, so a concurrent delete waits for it and then
+    # removes the copies (timelines.fanout).
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.DB_CASCADE,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
         db_index=False,  # the primary key starts with user_id
     )
-    # Cascades in the database, so a deleted post leaves every feed at once, and an entry can
-    # never be inserted for a post that a concurrent transaction has just deleted.
     post = models.ForeignKey(
-        "posts.Post", on_delete=models.DB_CASCADE, related_name="+", db_index=True
+        "posts.Post",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        db_index=True,  # deleting a post deletes its entries
     )
     # Lets an unfollow remove one author's entries from one feed without touching posts.
     author_id = models.BigIntegerField()
