@@ -6,9 +6,15 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "microblog.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as error:
+        # A configuration mistake gets one clear line, not a traceback.
+        sys.stderr.write(f"microblog: configuration error: {error}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":
