@@ -49,7 +49,7 @@ from tests.conftest import PASSWORD
 
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "25"))
 STEPS = int(os.environ.get("STATEFUL_STEPS", "40"))
-MAX_USERS = 7
+MAX_USERS = 6
 FIRST_THRESHOLD = 2
 
 index = st.integers(min_value=0, max_value=50)  # picks from a list modulo its length
@@ -95,6 +95,10 @@ class FeedMachine(RuleBasedStateMachine):
         # Every post ever made: id -> (author id or None, parent id), and which still exist.
         self.posts: dict[int, tuple[int | None, int | None]] = {}
         self.live_posts: set[int] = set()
+        # Whether every is_celebrity flag matches the current threshold (false between a
+        # threshold change and the reconcile that follows it).
+        self.flags_exact = True
+        self.reconcile_queued = False
 
     def teardown(self) -> None:
         clear_tables()
@@ -107,15 +111,16 @@ class FeedMachine(RuleBasedStateMachine):
         return self.users[(i + 1 + j) % len(self.users)]
 
     @initialize(
-        users=st.integers(min_value=2, max_value=5),
-        follows=st.lists(st.tuples(index, index), max_size=8),
+        users=st.integers(min_value=3, max_value=5),
+        threshold=st.integers(min_value=0, max_value=3),
+        follows=st.lists(st.tuples(index, index), max_size=12),
     )
-    def populate(self, users: int, follows: list[tuple[int, int]]) -> None:
-        """A small world to start from: a few users and follows."""
+    def populate(self, users: int, threshold: int, follows: list[tuple[int, int]]) -> None:
+        """A small world to start from: a few users, a threshold and follows."""
+        django.conf.settings.FANOUT_CELEBRITY_FOLLOWERS = threshold
         for _ in range(users):
             self.sign_up()
-        for i, j in follows:
-            self.follow(i, j)
+        self.follow(follows)
 
     # --- Accounts --------------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ class FeedMachine(RuleBasedStateMachine):
         user = user_create(username=f"user{self.names}", password=PASSWORD)
         self.users.append(user.id)
 
-    @precondition(lambda self: len(self.users) > 2)
+    @precondition(lambda self: len(self.users) > 3)
     @rule(i=index, how=st.sampled_from(["delete", "erase", "wrong password"]))
     def delete_account(self, i: int, how: str) -> None:
         user_id = self.pick(i)
@@ -197,17 +202,19 @@ class FeedMachine(RuleBasedStateMachine):
     # --- Follows ---------------------------------------------------------------------------
 
     @precondition(lambda self: self.users)
-    @rule(i=index, j=index)
-    def follow(self, i: int, j: int) -> None:
-        follower = User.objects.get(id=self.pick(i))
-        followed = User.objects.get(id=self.pick_other(i, j))
-        if follower.id == followed.id:
-            with pytest.raises(ServiceError):
-                follow_create(follower=follower, followed=followed)
-            return
-        created = follow_create(follower=follower, followed=followed)
-        assert created == ((follower.id, followed.id) not in self.follows)
-        self.follows.add((follower.id, followed.id))
+    @rule(pairs=st.lists(st.tuples(index, index), min_size=1, max_size=3))
+    def follow(self, pairs: list[tuple[int, int]]) -> None:
+        """One or a few follows (the graph must get dense enough to make celebrities)."""
+        for i, j in pairs:
+            follower = User.objects.get(id=self.pick(i))
+            followed = User.objects.get(id=self.pick_other(i, j))
+            if follower.id == followed.id:
+                with pytest.raises(ServiceError):
+                    follow_create(follower=follower, followed=followed)
+                continue
+            created = follow_create(follower=follower, followed=followed)
+            assert created == ((follower.id, followed.id) not in self.follows)
+            self.follows.add((follower.id, followed.id))
 
     @precondition(lambda self: self.follows)
     @rule(k=index, existing=st.booleans(), i=index, j=index)
@@ -224,13 +231,24 @@ class FeedMachine(RuleBasedStateMachine):
 
     # --- Operations ------------------------------------------------------------------------
 
-    @rule(threshold=st.integers(min_value=0, max_value=3))
-    def change_celebrity_threshold(self, threshold: int) -> None:
-        """The operator changes the threshold; reconcile corrects the flags (and only those:
-        every counter must already be exact)."""
+    @rule(
+        threshold=st.integers(min_value=0, max_value=3),
+        reconcile_how=st.sampled_from(["now", "as job", "later"]),
+    )
+    def change_celebrity_threshold(self, threshold: int, reconcile_how: str) -> None:
+        """The operator changes the threshold (a deploy); reconcile corrects the flags now, or
+        as the scheduled job at the next run, or later: until then follows and unfollows move
+        flags on their own. Reconcile must find nothing else to fix."""
         django.conf.settings.FANOUT_CELEBRITY_FOLLOWERS = threshold
-        drifts = reconcile(fix=True).drifts
-        assert {d.counter for d in drifts} <= {"user.is_celebrity"}, drifts
+        if reconcile_how == "now":
+            drifts = reconcile(fix=True).drifts
+            assert {d.counter for d in drifts} <= {"user.is_celebrity"}, drifts
+            self.flags_exact = True
+        else:
+            self.flags_exact = False
+            if reconcile_how == "as job":
+                jobs.counters_check.enqueue()
+                self.reconcile_queued = True
 
     @rule(as_job=st.booleans())
     def trim_feeds(self, as_job: bool) -> None:
@@ -247,6 +265,10 @@ class FeedMachine(RuleBasedStateMachine):
         assert not unfinished.exists(), [
             (t.task_path, t.args_kwargs, t.status, t.traceback) for t in unfinished
         ]
+        for drift in DBTaskResult.objects.filter(task_path=jobs.counters_check.module_path):
+            assert set(drift.return_value) <= {"user.is_celebrity"}, drift.return_value
+        if self.reconcile_queued:
+            self.flags_exact, self.reconcile_queued = True, False
         cutoff = fanout.active_cutoff()
         celebrities = set(User.objects.filter(is_celebrity=True).values_list("id", flat=True))
         for user in User.objects.order_by("id"):
@@ -301,7 +323,9 @@ class FeedMachine(RuleBasedStateMachine):
             assert row["followers_count"] == followers.get(user_id, 0), row
             assert row["following_count"] == following.get(user_id, 0), row
             assert row["posts_count"] == posts.get(user_id, 0), row
-            assert row["is_celebrity"] == (row["followers_count"] > threshold), (row, threshold)
+            if self.flags_exact:
+                celebrity = row["followers_count"] > threshold
+                assert row["is_celebrity"] == celebrity, (row, threshold)
         replies = dict(
             Post.objects.filter(parent__isnull=False)
             .values_list("parent_id")
@@ -332,3 +356,18 @@ def test_feeds_equal_the_pull_query_after_any_history(
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
+
+
+def test_scratch_repro(settings: Any, db_job_backend: Callable[[], None]) -> None:
+    settings.FANOUT_CELEBRITY_FOLLOWERS = 2
+    settings.FEED_MAX_ENTRIES = 5
+    settings.PAGE_SIZE = 3
+    FeedMachine.run_jobs = staticmethod(db_job_backend)  # type: ignore[assignment]
+    m = FeedMachine()
+    m.populate(users=3, threshold=0, follows=[(0, 0)])  # user 0 follows user 1
+    m.post(1, 1)
+    m.run_jobs_and_check_feeds()
+    m.change_celebrity_threshold(3, "later")
+    m.follow([(2, 1)])  # user 2 follows user 1
+    m.run_jobs_and_check_feeds()
+    m.teardown()
