@@ -69,9 +69,13 @@ def enqueue_after_commit(job_task: Task[..., Any], *args: Any, **kwargs: Any) ->
 
 @job(FANOUT)
 def fan_out_post(post_id: int) -> int:
+    from microblog.core import metrics
     from microblog.timelines import fanout
 
-    return fanout.fan_out_post(post_id)
+    inserted = fanout.fan_out_post(post_id)
+    # Commit to the last feed entry written: the post's id carries its creation time.
+    metrics.observe_fanout_lag(post_id)
+    return inserted
 
 
 @job(FANOUT)

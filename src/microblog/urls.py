@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path, register_converter
 
 from microblog.accounts import views as accounts
-from microblog.core import dashboard
+from microblog.core import dashboard, health, metrics
 from microblog.core import views as core
 from microblog.posts import views as posts
 from microblog.timelines import views as timelines
@@ -57,6 +57,8 @@ urlpatterns = [
     path(f"@{USERNAME}/follow", accounts.follow, name="follow"),
     path(f"@{USERNAME}/unfollow", accounts.unfollow, name="unfollow"),
     path("up", core.up, name="up"),
+    path("health", health.health, name="health"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("staff/jobs", dashboard.jobs, name="staff_jobs"),
     path("staff/jobs/<uuid:job_id>/retry", dashboard.retry, name="staff_job_retry"),
     path("admin/", admin.site.urls),

@@ -4,13 +4,13 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 FAILED_SHOWN = 50
 
@@ -23,7 +23,13 @@ def queue_stats() -> dict[str, object]:
     depth_by_queue = dict(
         ready.values_list("queue_name").annotate(n=Count("id")).order_by("queue_name")
     )
-    oldest = ready.filter(run_after__lte=now).aggregate(oldest=Min("enqueued_at"))["oldest"]
+    # A job is due since it was enqueued, or since its run_after when it has one (a retry's
+    # backoff is not waiting); django-tasks-db stores "no run_after" as the maximum date.
+    no_delay = Q(run_after=get_date_max())
+    due = DBTaskResult.objects.ready().aggregate(
+        enqueued=Min("enqueued_at", filter=no_delay), scheduled=Min("run_after", filter=~no_delay)
+    )
+    oldest = min((when for when in due.values() if when is not None), default=None)
     return {
         "by_state": by_state,
         "depth_by_queue": depth_by_queue,

@@ -1,10 +1,13 @@
 """`microblog serve`: the whole app in one command (web server and job worker) until Ctrl-C."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -47,7 +50,30 @@ class Command(BaseCommand):
             ],
         ]
         commands += [[python, "-m", "microblog", "worker"]] * options["job_workers"]
-        children = [subprocess.Popen(command) for command in commands]  # noqa: S603
+        metrics_dir, made_dir = self.metrics_dir()
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        try:
+            children = [subprocess.Popen(command, env=env) for command in commands]  # noqa: S603
+            self.supervise(children, options)
+        finally:
+            if made_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+        self.stdout.write("Stopped.")
+
+    def metrics_dir(self) -> tuple[Path, bool]:
+        """The directory where every child writes its Prometheus samples (multiprocess mode).
+        An operator's PROMETHEUS_MULTIPROC_DIR is emptied of old samples and kept; otherwise a
+        fresh temporary one is made, and removed on exit."""
+        given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if given:
+            path = Path(given)
+            path.mkdir(parents=True, exist_ok=True)
+            for stale in path.glob("*.db"):
+                stale.unlink()
+            return path, False
+        return Path(tempfile.mkdtemp(prefix="microblog-metrics-")), True
+
+    def supervise(self, children: list[subprocess.Popen[bytes]], options: dict[str, Any]) -> None:
         self.stdout.write(
             f"Microblog is running on http://{options['host']}:{options['port']}/ "
             "(web + job worker). Press Ctrl-C to stop."
@@ -77,4 +103,3 @@ class Command(BaseCommand):
                     child.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     child.kill()
-        self.stdout.write("Stopped.")

@@ -1,0 +1,189 @@
+"""`GET /health`: what works and what does not, as JSON, for a load balancer and an operator.
+
+`status` is `down` (503) when the primary database does not answer, `degraded` (200) when it does
+but something else is wrong (replica lagging or unreachable, cache broken, jobs waiting too long or
+failing, streaming process not answering), else `ok`. `/up` stays the cheap liveness check.
+"""
+
+import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache, caches
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+logger = logging.getLogger("microblog.health")
+
+Check = dict[str, Any]
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _failure(error: BaseException, start: float | None = None) -> Check:
+    # Only the error's class goes out: its message can name hosts and users. The log has it all.
+    check: Check = {"ok": False, "error": type(error).__name__}
+    if start is not None:
+        check["latency_ms"] = _ms(start)
+    return check
+
+
+def check_database() -> Check:
+    start = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as error:
+        logger.error("health: primary database unreachable: %s", error)
+        return _failure(error, start)
+    return {"ok": True, "vendor": connection.vendor, "latency_ms": _ms(start)}
+
+
+REPLICA_LAG_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE
+         WHEN NOT pg_is_in_recovery() THEN 0
+         WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+         ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
+       END
+"""
+
+
+def check_replica() -> Check:
+    url = settings.REPLICA_DATABASE_URL
+    if not url:
+        return {"configured": False}
+    if urlsplit(url).scheme not in {"postgres", "postgresql", "pgsql"}:
+        return {"configured": True, "ok": False, "error": "a replica must be PostgreSQL"}
+    import psycopg
+
+    start = time.perf_counter()
+    try:
+        with (
+            psycopg.connect(url, connect_timeout=settings.HEALTH_TIMEOUT_SECONDS) as replica,
+            replica.cursor() as cursor,
+        ):
+            cursor.execute(REPLICA_LAG_SQL)
+            row = cursor.fetchone()
+    except Exception as error:
+        logger.warning("health: replica unreachable: %s", error)
+        return {"configured": True, **_failure(error, start)}
+    assert row is not None
+    lag = round(float(row[1]), 3)
+    check: Check = {
+        "configured": True,
+        "ok": lag <= settings.REPLICA_MAX_LAG_SECONDS,
+        "in_recovery": bool(row[0]),
+        "lag_seconds": lag,
+        "latency_ms": _ms(start),
+    }
+    if not row[0]:
+        check["warning"] = "REPLICA_DATABASE_URL points at a server that is not a standby"
+    return check
+
+
+def check_cache() -> Check:
+    start = time.perf_counter()
+    key = f"health:{uuid.uuid4().hex}"
+    try:
+        cache.set(key, "1", timeout=10)
+        value = cache.get(key)
+        cache.delete(key)
+    except Exception as error:
+        logger.warning("health: cache failed: %s", error)
+        return _failure(error, start)
+    backend = type(caches["default"]).__name__
+    if value != "1":
+        return {"ok": False, "backend": backend, "error": "value not read back"}
+    return {"ok": True, "backend": backend, "latency_ms": _ms(start)}
+
+
+def check_jobs() -> Check:
+    from django_tasks_db.models import DBTaskResult
+
+    from microblog.core.dashboard import queue_stats
+
+    try:
+        stats = queue_stats()
+        window = timedelta(seconds=settings.HEALTH_FAILED_JOBS_WINDOW_SECONDS)
+        failed_recently = DBTaskResult.objects.filter(
+            status=TaskResultStatus.FAILED, finished_at__gte=timezone.now() - window
+        ).count()
+    except Exception as error:
+        logger.warning("health: job queue unreadable: %s", error)
+        return _failure(error)
+    age = round(float(stats["oldest_queued_age_s"]), 3)  # type: ignore[arg-type]
+    problems = []
+    if age > settings.HEALTH_QUEUE_MAX_AGE_SECONDS:
+        problems.append(
+            f"oldest queued job waits {age:.0f}s (> {settings.HEALTH_QUEUE_MAX_AGE_SECONDS}s)"
+        )
+    if failed_recently:
+        problems.append(f"{failed_recently} job(s) failed for good in the last window")
+    check: Check = {
+        "ok": not problems,
+        "depth": stats["queue_depth"],
+        "depth_by_queue": stats["depth_by_queue"],
+        "oldest_queued_age_s": age,
+        "failed": stats["failed"],
+        "failed_recently": failed_recently,
+        "failed_window_s": settings.HEALTH_FAILED_JOBS_WINDOW_SECONDS,
+    }
+    if problems:
+        check["problems"] = problems
+    return check
+
+
+def check_stream() -> Check:
+    url = settings.STREAM_URL
+    if not url:
+        return {"configured": False}
+    if urlsplit(url).scheme not in {"http", "https"}:
+        return {"configured": True, "ok": False, "error": "STREAM_URL must be http(s)"}
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
+            url, timeout=settings.HEALTH_TIMEOUT_SECONDS
+        ) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except Exception as error:
+        logger.warning("health: streaming process unreachable: %s", error)
+        return {"configured": True, **_failure(error, start)}
+    return {"configured": True, "ok": status < 500, "http_status": status, "latency_ms": _ms(start)}
+
+
+def health_report() -> tuple[str, dict[str, Check]]:
+    checks = {"database": check_database()}
+    if not checks["database"]["ok"]:
+        # Without the primary nothing else matters, and the job check would only fail again.
+        return "down", checks
+    checks["replica"] = check_replica()
+    checks["cache"] = check_cache()
+    checks["jobs"] = check_jobs()
+    checks["stream"] = check_stream()
+    degraded = any(check.get("ok") is False for check in checks.values())
+    return ("degraded" if degraded else "ok"), checks
+
+
+@never_cache
+@require_safe
+def health(request: HttpRequest) -> HttpResponse:
+    status, checks = health_report()
+    return JsonResponse(
+        {"status": status, "checks": checks}, status=503 if status == "down" else 200
+    )
