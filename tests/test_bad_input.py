@@ -1016,3 +1016,11 @@ def test_any_compose_form_input_is_published_or_refused_never_a_500(
     else:
         assert counts() == before
         assert 'role="alert"' in response.content.decode()
+
+
+def test_a_host_header_not_in_allowed_hosts_gets_a_400_page(db):
+    """Django refuses the request before any middleware sets request.user; the page still renders."""
+    client = Client(raise_request_exception=False)
+    response = client.get("/", HTTP_HOST="evil.example.com")
+    assert response.status_code == 400
+    assert "Bad request" in response.content.decode()

@@ -1,6 +1,7 @@
 """Pages of the app's own for errors, and the liveness check."""
 
 from django.core.exceptions import RequestDataTooBig
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -15,6 +16,9 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 def error_response(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    if not hasattr(request, "user"):
+        # Refused before the auth middleware ran (e.g. a Host header not in ALLOWED_HOSTS).
+        request.user = AnonymousUser()
     if wants_json(request):
         return JsonResponse({"error": {"status": status, "message": message}}, status=status)
     return render(
