@@ -30,6 +30,16 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	@touch $@ $(VENV)/.installed-run
+
+## Load tests (docs/benchmarks.md, "Load tests"): seed DATABASE_URL first (`microblog seed`), then
+## this starts the app in production mode, runs each scenario for BENCH_SECONDS (30) and writes
+## bench/results/load_<database>_<scenario>.json.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/run_bench.py
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
