@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--random-seed", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--out-name", default="feed_query", help="Result files' base name.")
+    parser.add_argument(
+        "--warmup-users", type=int, default=None, help="Users warmed up first (default: all)."
+    )
     args = parser.parse_args()
     setup_django()
 
@@ -71,10 +74,14 @@ def main() -> None:
             total = (time.perf_counter() - started) * 1000
         return total, db_ms[0], [p.id for p in page.items]
 
-    # Warm-up: both queries for a few users, so neither side pays for a cold start.
-    for user in users[:20]:
-        selectors.for_you(user)
-        selectors.for_you_pull(user)
+    # Warm-up: both queries, both pages, for every sampled user, so neither side pays for a
+    # cold start: pages in cache, and with server-side binding (settings, DB_SERVER_SIDE_BINDING)
+    # every statement prepared and past the 5 custom plans PostgreSQL makes before it settles
+    # on a generic one, as on a long-lived connection of a busy server.
+    for user in users[: args.warmup_users]:
+        for cursor in (None, deep_cursor(user)):
+            selectors.for_you(user, cursor)
+            selectors.for_you_pull(user, cursor)
     keys = [f"{page}_{side}" for page in ("p1", "deep") for side in ("push", "pull")]
     times: dict[str, list[float]] = {k: [] for k in keys + [f"{k}_db" for k in keys]}
     deadline = time.monotonic() + args.max_seconds
@@ -146,6 +153,12 @@ def main() -> None:
             "follows": Follow.objects.count(),
             "posts": Post.objects.count(),
         },
+        "db_options": {
+            k: v
+            for k, v in connection.settings_dict["OPTIONS"].items()
+            if k in ("server_side_binding", "prepare_threshold")
+        },
+        "warmup_users": len(users[: args.warmup_users]),
         "deep_page": DEEP_PAGE,
         "ms": {k: {q: round(v, 2) for q, v in s.items()} for k, s in stats.items()},
         "ratio_pull_over_for_you": ratios,

@@ -7,6 +7,7 @@ Each is an index range scan plus one query that loads the posts with their autho
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from microblog.accounts.models import User
 from microblog.core.pagination import MAX_ID, Page, make_page
@@ -35,8 +36,9 @@ def followed_ids(user: User) -> QuerySet[Follow, int]:
 def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     """Home: your own posts and the top-level posts of everyone you follow, newest first.
 
-    Read from the fan-out feed: one index range scan of the reader's entries, unioned with the
-    recent posts of the celebrities they follow (not fanned out), then one query loads the posts.
+    Read from the fan-out feed in one query: the page's ids (an index range scan of the
+    reader's entries, unioned with the newest posts of each celebrity they follow, which are
+    not fanned out) as a subquery of the query that loads the posts with their authors.
     Below the reader's feed horizon, and for readers whose feed is not maintained because they
     were inactive, the page comes from the pull query, so scrolling never ends early.
     """
@@ -45,42 +47,71 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     if not fanout.is_active(user):
         return for_you_pull(user, cursor)
     horizon = user.feed_horizon
-    ids: list[int] = []
+    posts: list[Post] = []
     if upper > horizon:
-        ids = _feed_ids(user.id, upper, horizon, size + 1)
-    if len(ids) <= size and horizon > 0:
+        sql, params = _feed_ids_sql(user.id, upper, horizon, size + 1)
+        ids = RawSQL(sql, params)  # noqa: S611 (table names from models, values bound)
+        posts = list(posts_for_display().filter(id__in=ids).order_by("-id"))
+    if len(posts) <= size and horizon > 0:
         # The stored feed ends at the horizon; continue below it with the pull query.
-        below = for_you_pull_ids(user, min(upper, horizon), size + 1 - len(ids))
-        ids += below
-    posts = posts_for_display().in_bulk(ids)
-    return make_page([posts[i] for i in ids if i in posts], size)
-
-
-def _feed_ids(user_id: int, upper: int, horizon: int, limit: int) -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT post_id FROM (
-                SELECT post_id FROM {FEED}
-                WHERE user_id = %s AND post_id < %s AND post_id >= %s
-                ORDER BY post_id DESC LIMIT %s
-            ) AS stored
-            UNION
-            SELECT id FROM (
-                SELECT p.id FROM {POSTS} p
-                WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND p.author_id IN (
-                    SELECT c.id FROM {USERS} c
-                    WHERE c.is_celebrity AND EXISTS (
-                        SELECT 1 FROM {FOLLOWS} f WHERE f.follower_id = %s AND f.followed_id = c.id
-                    )
-                )
-                ORDER BY p.id DESC LIMIT %s
-            ) AS celebrities
-            ORDER BY 1 DESC LIMIT %s
-            """,
-            [user_id, upper, horizon, limit, upper, horizon, user_id, limit, limit],
+        posts += (
+            for_you_pull_query(user)
+            .filter(id__lt=min(upper, horizon))
+            .order_by("-id")[: size + 1 - len(posts)]
         )
-        return [row[0] for row in cursor.fetchall()]
+    return make_page(posts, size)
+
+
+def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[str, list[int]]:
+    """The ids of the reader's newest `limit` feed posts in [horizon, upper): their stored
+    entries and their followed celebrities' posts. `limit` is written into the SQL (it is the
+    same on every call), so a prepared statement's generic plan knows it."""
+    limit = int(limit)
+    stored = f"""
+        SELECT post_id FROM {FEED}
+        WHERE user_id = %s AND post_id < %s AND post_id >= %s
+        ORDER BY post_id DESC LIMIT {limit}
+    """
+    if connection.vendor == "postgresql":
+        # Driven from the reader's follows: each followed celebrity costs one index probe that
+        # reads at most `limit` of its posts, and none older than the page's oldest stored
+        # entry when the stored entries alone fill the page (older ones cannot make the page).
+        sql = f"""
+            WITH stored AS ({stored}),
+            floor AS MATERIALIZED (
+                SELECT CASE WHEN COUNT(*) = {limit} THEN MIN(post_id) ELSE %s END AS lo
+                FROM stored
+            )
+            SELECT post_id FROM stored
+            UNION
+            SELECT cp.id FROM floor, {FOLLOWS} f
+            JOIN {USERS} c ON c.id = f.followed_id
+            CROSS JOIN LATERAL (
+                SELECT p.id FROM {POSTS} p
+                WHERE p.author_id = f.followed_id AND p.parent_id IS NULL
+                  AND p.id < %s AND p.id >= floor.lo
+                ORDER BY p.id DESC LIMIT {limit}
+            ) AS cp
+            WHERE f.follower_id = %s AND c.is_celebrity
+            ORDER BY 1 DESC LIMIT {limit}
+        """
+        return sql, [user_id, upper, horizon, horizon, upper, user_id]
+    # SQLite has no LATERAL: the followed celebrities' posts in one range scan.
+    sql = f"""
+        SELECT post_id FROM ({stored}) AS stored
+        UNION
+        SELECT id FROM (
+            SELECT p.id FROM {POSTS} p
+            WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND p.author_id IN (
+                SELECT f.followed_id FROM {FOLLOWS} f
+                JOIN {USERS} c ON c.id = f.followed_id
+                WHERE f.follower_id = %s AND c.is_celebrity
+            )
+            ORDER BY p.id DESC LIMIT {limit}
+        ) AS celebrities
+        ORDER BY 1 DESC LIMIT {limit}
+    """
+    return sql, [user_id, upper, horizon, upper, horizon, user_id]
 
 
 def for_you_pull_query(user: User) -> QuerySet[Post]:
