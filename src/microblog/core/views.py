@@ -1,7 +1,7 @@
 """Pages of the app's own for errors, and the liveness check."""
 
-from django.core.exceptions import RequestDataTooBig
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
