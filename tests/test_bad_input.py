@@ -1019,7 +1019,7 @@ def test_any_compose_form_input_is_published_or_refused_never_a_500(
 
 
 def test_a_host_header_not_in_allowed_hosts_gets_a_400_page(db):
-    """Django refuses the request before any middleware sets request.user; the page still renders."""
+    """Refused before any middleware sets request.user; the error page still renders."""
     client = Client(raise_request_exception=False)
     response = client.get("/", HTTP_HOST="evil.example.com")
     assert response.status_code == 400
