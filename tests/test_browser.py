@@ -266,3 +266,133 @@ def test_long_names_and_deep_threads_fit_a_phone_screen(new_page: Callable[..., 
         assert box is not None
         assert box["x"] >= 0
         assert box["x"] + box["width"] <= 390
+
+
+# --- the Content Security Policy in a real browser (issue 5, item 3) ------------------------------
+
+# Every violation Chromium reports is sent to the console, where the test collects it. (Init
+# scripts run through the DevTools protocol, outside the page's policy.)
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error("CSP violation: " + event.violatedDirective + " blocked " + event.blockedURI
+    + " at " + event.sourceFile + ":" + event.lineNumber);
+});
+"""
+
+
+def watch_csp(page: "Page") -> tuple[list[str], list[str]]:
+    """(CSP violations, uncaught script errors) seen by the page from now on, over navigations."""
+    violations: list[str] = []
+    errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("CSP violation"):
+            violations.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    page.add_init_script(CSP_LISTENER)
+    return violations, errors
+
+
+def visit(page: "Page", path: str) -> None:
+    response = page.goto(path)
+    assert response is not None
+    assert response.status in {200, 404}, (path, response.status)
+    assert "script-src 'self'" in (response.header_value("content-security-policy") or ""), path
+    page.wait_for_load_state("load")
+
+
+def assert_the_watch_works(page: "Page") -> None:
+    """A positive control: an inline style attribute is refused and reported."""
+    with page.expect_console_message(lambda m: m.text.startswith("CSP violation")):
+        page.evaluate(
+            "document.body.insertAdjacentHTML('beforeend', '<p style=\"color: red\">x</p>')"
+        )
+
+
+def test_main_pages_run_under_the_policy_with_no_violation(
+    new_page: Callable[..., "Page"],
+) -> None:
+    _twenty_five_posts()
+    alice = user_create(username="alice", password=PASSWORD)
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    post = post_create(author=alice, content="A <b>thread</b> to look at")
+    post_create(author=alice, content="A reply", parent_id=post.id)
+
+    page = new_page()
+    violations, errors = watch_csp(page)
+    for path in ("/", "/all", "/login", "/signup", "/@prolific", f"/posts/{post.id}", "/nope"):
+        visit(page, path)
+    # htmx runs with the settings that keep it inside the policy, and injected no <style>.
+    assert page.evaluate("htmx.config.includeIndicatorStyles") is False
+    assert page.evaluate("htmx.config.allowEval") is False
+    assert page.evaluate("document.querySelectorAll('style, [style]').length") == 0
+
+    # Load more (htmx) still appends the next page in place.
+    visit(page, "/all")
+    expect(feed_posts(page)).to_have_count(20)
+    page.get_by_role("link", name="Load more").click()
+    expect(feed_posts(page).nth(20)).to_be_visible()
+    expect(page.get_by_role("link", name="Load more")).to_have_count(0)
+
+    # Signed in: the compose box's live counter (app.js) still counts, and posting works.
+    log_in(page, "alice")
+    for path in ("/following", "/settings", "/@alice", f"/posts/{post.id}/delete", "/staff/jobs"):
+        visit(page, path)
+    visit(page, "/")
+    counter = page.locator("output.counter")
+    expect(counter).to_have_text(f"{CONTENT_MAX_LENGTH} characters left")
+    page.get_by_label("What's happening?").press_sequentially("Under CSP")
+    expect(counter).to_have_text(f"{CONTENT_MAX_LENGTH - 9} characters left")
+    page.get_by_role("button", name="Post", exact=True).click()
+    expect(flash(page)).to_contain_text("Your post was published.")
+    visit(page, f"/posts/{post.id}")
+    page.get_by_label("Your reply").press_sequentially("ok")
+    expect(page.locator("output.counter")).to_contain_text("characters left")
+    assert page.evaluate("document.querySelectorAll('style, [style]').length") == 0
+
+    assert violations == []
+    assert errors == []
+    assert_the_watch_works(page)
+    assert violations  # Chromium's own report and the listener's
+
+
+def test_the_admin_works_under_the_policy(new_page: Callable[..., "Page"]) -> None:
+    admin = user_create(username="root", password=PASSWORD)
+    admin.is_staff = admin.is_superuser = True
+    admin.save(update_fields=["is_staff", "is_superuser"])
+    post = post_create(author=admin, content="Moderate me")
+
+    page = new_page()
+    violations, errors = watch_csp(page)
+    visit(page, "/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+    # The change list's scripts (they carry the nonce) run: "select all" checks every row.
+    visit(page, "/admin/accounts/user/")
+    page.locator("#action-toggle").check()
+    expect(page.locator("input.action-select").first).to_be_checked()
+    expect(page.locator(".action-counter")).to_contain_text("1 of 1 selected")
+
+    # The change form's filter widgets are built by the admin's JavaScript.
+    visit(page, f"/admin/accounts/user/{admin.id}/change/")
+    expect(page.locator(".selector").first).to_be_visible()
+    for path in (
+        "/admin/",
+        "/admin/accounts/user/add/",
+        f"/admin/accounts/user/{admin.id}/password/",
+        "/admin/posts/post/",
+        "/admin/posts/post/?q=Moderate",
+        f"/admin/posts/post/{post.id}/change/",
+        f"/admin/posts/post/{post.id}/delete/",
+    ):
+        visit(page, path)
+
+    assert violations == []
+    assert errors == []
+    assert_the_watch_works(page)

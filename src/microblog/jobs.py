@@ -119,8 +119,16 @@ def counters_check() -> dict[str, int]:
     return reconcile(fix=True).drift_by_counter()
 
 
+@job(MAINTENANCE)
+def ratelimit_prune() -> int:
+    from microblog.core import ratelimit
+
+    return ratelimit.prune()
+
+
 SCHEDULED: dict[str, Task[..., Any]] = {
     "feeds_trim": feeds_trim,
     "jobs_prune": jobs_prune,
     "counters_check": counters_check,
+    "ratelimit_prune": ratelimit_prune,
 }

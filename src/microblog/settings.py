@@ -7,9 +7,11 @@ laptop quick start.
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -68,11 +70,14 @@ MIDDLEWARE = [
     # First, so its duration and query count cover the whole stack (docs/operations.md).
     "microblog.core.requestlog.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After auth: per-user limits need request.user (core.ratelimit).
+    "microblog.core.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "microblog.core.middleware.ErrorPageMiddleware",
@@ -88,7 +93,12 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.jinja2.Jinja2",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"environment": "microblog.core.jinja.environment", "autoescape": True},
+        "OPTIONS": {
+            "environment": "microblog.core.jinja.environment",
+            "autoescape": True,
+            # `csp_nonce`, for the `csp_nonce_attr()` global (core.jinja).
+            "context_processors": ["django.template.context_processors.csp"],
+        },
     },
     {
         # The admin keeps Django templates.
@@ -100,6 +110,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The admin's inline <script>/<style> tags carry the CSP nonce.
+                "django.template.context_processors.csp",
             ]
         },
     },
@@ -174,6 +186,33 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^up$", r"^health$", r"^metrics$"]
 
+# Content Security Policy (django.middleware.csp), on in every mode: scripts, styles, fetches and
+# form posts only to our own origin; no inline script or style attribute runs. Our pages load only
+# files; the admin's few inline tags carry the per-request nonce. An absolute STREAM_PUBLIC_URL's
+# origin may be fetched from, and CSP_CONNECT_SRC adds more such origins; CSP_REPORT_URI receives
+# violation reports; CSP_REPORT_ONLY=1 sends the policy as Content-Security-Policy-Report-Only.
+CSP_REPORT_URI = os.environ.get("CSP_REPORT_URI", "")
+_stream = urlsplit(os.environ.get("STREAM_PUBLIC_URL", ""))
+_stream_origin = _stream._replace(path="", query="", fragment="").geturl().removeprefix("//")
+CSP_CONNECT_SRC = [_stream_origin] if _stream.netloc else []
+CSP_CONNECT_SRC += env_list("CSP_CONNECT_SRC", [])
+SECURE_CSP: dict[str, list[str] | str] = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF, *CSP_CONNECT_SRC],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+    "object-src": [CSP.NONE],
+}
+if CSP_REPORT_URI:
+    SECURE_CSP["report-uri"] = CSP_REPORT_URI
+SECURE_CSP_REPORT_ONLY: dict[str, list[str] | str] = {}
+if env_bool("CSP_REPORT_ONLY", False):
+    SECURE_CSP_REPORT_ONLY, SECURE_CSP = SECURE_CSP, {}
+
 # Bodies larger than this are refused before a view sees them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024)
 
@@ -217,6 +256,15 @@ HEALTH_TIMEOUT_SECONDS = env_int("HEALTH_TIMEOUT_SECONDS", 2)
 REPLICA_DATABASE_URL = os.environ.get("REPLICA_DATABASE_URL", "")
 REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", "10"))
 STREAM_URL = os.environ.get("STREAM_URL", "")
+# Live updates (microblog.stream, docs/architecture.md "Real-time"). STREAM_PUBLIC_URL is where
+# browsers open the event stream ("" turns live updates off in the pages).
+STREAM_PUBLIC_URL = os.environ.get("STREAM_PUBLIC_URL", "/events/")
+STREAM_MAX_CONNECTIONS_PER_USER = env_int("STREAM_MAX_CONNECTIONS_PER_USER", 5)
+STREAM_HEARTBEAT_SECONDS = float(os.environ.get("STREAM_HEARTBEAT_SECONDS", "15"))
+STREAM_POLL_SECONDS = float(os.environ.get("STREAM_POLL_SECONDS", "0.5"))
+STREAM_FOLLOWS_REFRESH_SECONDS = float(os.environ.get("STREAM_FOLLOWS_REFRESH_SECONDS", "60"))
+STREAM_CATCH_UP_LIMIT = env_int("STREAM_CATCH_UP_LIMIT", 200)
+STREAM_DB_THREADS = env_int("STREAM_DB_THREADS", 4)
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
 if os.environ.get("METRICS_ALLOWED_NETWORKS") == "none":
@@ -245,6 +293,7 @@ MAINTENANCE_INTERVALS = {
     "feeds_trim": env_int("FEEDS_TRIM_INTERVAL", 600),
     "jobs_prune": env_int("JOBS_PRUNE_INTERVAL", 3600),
     "counters_check": env_int("COUNTERS_CHECK_INTERVAL", 86400),
+    "ratelimit_prune": env_int("RATELIMIT_PRUNE_INTERVAL", 600),
 }
 JOBS_KEEP_FINISHED_DAYS = env_int("JOBS_KEEP_FINISHED_DAYS", 7)
 
@@ -253,3 +302,33 @@ PAGE_SIZE = env_int("PAGE_SIZE", 20)
 THREAD_MAX_DEPTH = 5
 THREAD_CHILDREN_SHOWN = 3
 LAST_SEEN_UPDATE_SECONDS = env_int("LAST_SEEN_UPDATE_SECONDS", 300)
+
+# Rate limits (core.ratelimit, docs/operations.md): fixed windows counted on the database, or on
+# Redis when REDIS_URL is set. Each rule is "COUNT/PERIOD" (period in s, m, h or d) and can be
+# overridden by its environment variable, e.g. RATELIMIT_POSTS=20/1m. RATELIMIT_ENABLED=0 turns
+# every limit off (load tests, local tools).
+RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+RATELIMIT_RULES = {
+    # every request, per client IP
+    "requests": os.environ.get("RATELIMIT_REQUESTS", "300/5m"),
+    # posts and replies (POST /posts), per user
+    "posts": os.environ.get("RATELIMIT_POSTS", "10/1m"),
+    # follows and unfollows, per user
+    "follows": os.environ.get("RATELIMIT_FOLLOWS", "50/1h"),
+    # feed pages (/, /following, /all, profiles), per user, per IP when signed out
+    "feeds": os.environ.get("RATELIMIT_FEEDS", "100/1m"),
+    # failed log-ins, per IP and per username; a throttled log-in is refused unchecked
+    "login_failures": os.environ.get("RATELIMIT_LOGIN_FAILURES", "5/5m"),
+    # accounts created (POST /signup), per IP
+    "signups": os.environ.get("RATELIMIT_SIGNUPS", "3/1h"),
+    # reports of posts, per user (moderation)
+    "reports": os.environ.get("RATELIMIT_REPORTS", "10/1h"),
+}
+# Not counted: liveness, health and metrics probes.
+RATELIMIT_EXEMPT_PATHS = env_list("RATELIMIT_EXEMPT_PATHS", ["/up", "/health", "/metrics"])
+# Proxies (CIDRs) whose X-Forwarded-For is believed: the client is the right-most address in it
+# that is not one of them. Empty: the peer's address is the client's.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+REDIS_URL = os.environ.get("REDIS_URL", "")
+RATELIMIT_STORE = os.environ.get("RATELIMIT_STORE") or ("redis" if REDIS_URL else "database")
+RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "microblog:rl:")

@@ -17,6 +17,7 @@ from microblog.accounts.forms import (
     SignUpForm,
 )
 from microblog.accounts.models import User
+from microblog.core import ratelimit
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
@@ -34,6 +35,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        # Counts the account about to be created: the 4th in an hour from one address is refused.
+        ratelimit.enforce(request, "signups", ratelimit.ip_subject(request))
         try:
             user = services.user_create(
                 username=form.cleaned_data["username"], password=form.cleaned_data["password"]
@@ -58,6 +61,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
     form = LogInForm(request.POST or None)
     error = None
     if request.method == "POST":
+        # Refused before the password is checked once the client or the username has too many
+        # failed log-ins (core.ratelimit); only failures are counted.
+        ratelimit.login_guard(request, str(form.data.get("username", "")))
         if form.is_valid():
             user = authenticate(
                 request,
@@ -68,6 +74,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 login(request, user)  # rotates the session key
                 messages.success(request, f"Welcome back, {user.username}.")
                 return redirect(safe_next(request))
+            ratelimit.login_failed(request, form.cleaned_data["username"])
         error = LOGIN_FAILED
     context = {"form": form, "error": error, "next": safe_next(request, "")}
     return render(request, "accounts/login.html", context, status=400 if error else 200)

@@ -12,3 +12,19 @@ class ScheduledJob(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RateLimitCounter(models.Model):
+    """One fixed-window counter of the rate limiter (core.ratelimit): how many times `key` (a
+    rule and a subject, e.g. "posts:u:42") was counted in the window starting at `window_start`
+    (Unix seconds). Each check is one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING count`;
+    rows past `expires_at` are pruned by the `ratelimit_prune` maintenance job."""
+
+    pk = models.CompositePrimaryKey("key", "window_start")
+    key = models.CharField(max_length=200)
+    window_start = models.BigIntegerField()
+    count = models.IntegerField(default=0)
+    expires_at = models.BigIntegerField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.window_start}: {self.count}"

@@ -7,6 +7,7 @@ from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.errors import ServiceError
 from microblog.follows.models import Follow
+from microblog.stream import events
 from microblog.timelines import fanout
 
 
@@ -47,6 +48,8 @@ def follow_create(*, follower: User, followed: User) -> bool:
                 jobs.enqueue_after_commit(jobs.backfill_author, followed.id)
             followed.refresh_from_db(fields=["followers_count", "is_celebrity"])
             fanout.backfill_follow(follower=follower, followed=followed)
+            # The follower's open streams reload their follows (stream/app.py).
+            events.publish_follow_after_commit(follower_id=follower.id)
     except IntegrityError:
         if not User.objects.filter(id=followed.id).exists():
             raise ServiceError("That account no longer exists.") from None
@@ -64,6 +67,7 @@ def follow_delete(*, follower: User, followed: User) -> bool:
         if deleted:
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=-1)
             fanout.remove_follow(follower=follower, followed=followed)
+            events.publish_follow_after_commit(follower_id=follower.id)
             if fanout.update_celebrity(followed.id) is False:
                 jobs.enqueue_after_commit(jobs.backfill_author, followed.id)
     return bool(deleted)

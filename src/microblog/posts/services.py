@@ -10,6 +10,7 @@ from microblog.accounts.models import User
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
+from microblog.stream import events
 from microblog.timelines import fanout
 
 PARENT_MISSING = "The post you are replying to no longer exists."
@@ -39,6 +40,8 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
             # Replies are not fanned out: they live in threads and on the Following page.
             fanout.add_own_post(post)
             jobs.enqueue_after_commit(jobs.fan_out_post, post.id)
+        # Open pages learn of the post once it is committed (stream/events.py).
+        events.publish_post_after_commit(post_id=post.id, author_id=author.id, parent_id=parent_id)
     return post
 
 

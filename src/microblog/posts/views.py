@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -63,6 +64,7 @@ def detail(request: HttpRequest, post_id: int) -> HttpResponse:
         return render(request, "posts/_replies_page.html", context)
     if request.user.is_authenticated:
         context["form"] = PostForm(initial={"parent_id": post.id})
+        context["stream_url"] = settings.STREAM_PUBLIC_URL  # new replies appear live
     return render(request, "posts/detail.html", context)
 
 

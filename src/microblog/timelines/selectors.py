@@ -140,6 +140,25 @@ def following(user: User, cursor: int | None = None) -> Page[Post]:
     return _newest_first(posts_for_display().filter(author_id__in=followed_ids(user)), cursor)
 
 
+# The most posts `?since=` returns at once (the "N new posts" button, stream/app.py).
+NEW_POSTS_LIMIT = 100
+
+
+def for_you_since(user: User, since: int) -> Page[Post]:
+    """For You posts newer than `since`, newest first (the pull query: same rows as the feed)."""
+    posts = for_you_pull_query(user).filter(id__gt=since).order_by("-id")[:NEW_POSTS_LIMIT]
+    return Page(items=list(posts), next_cursor=None)
+
+
+def following_since(user: User, since: int) -> Page[Post]:
+    posts = (
+        posts_for_display()
+        .filter(author_id__in=followed_ids(user), id__gt=since)
+        .order_by("-id")[:NEW_POSTS_LIMIT]
+    )
+    return Page(items=list(posts), next_cursor=None)
+
+
 def everyone(cursor: int | None = None) -> Page[Post]:
     """Every top-level post: the public timeline."""
     return _newest_first(posts_for_display().filter(parent__isnull=True), cursor)

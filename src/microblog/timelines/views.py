@@ -3,6 +3,7 @@ fragment only, and the same link works as a plain link without JavaScript."""
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -36,11 +37,15 @@ def home(request: HttpRequest) -> HttpResponse:
         return render_feed(
             request, "timelines/feed.html", selectors.everyone(cursor), {"tab": "all"}
         )
+    # `?since=<post id>`: the posts newer than it (the "N new posts" button of live updates).
+    since = parse_cursor(request.GET.get("since"))
     return render_feed(
         request,
         "timelines/feed.html",
-        selectors.for_you(request.user, cursor),
-        {"tab": "for_you", "form": PostForm()},
+        selectors.for_you(request.user, cursor)
+        if since is None
+        else selectors.for_you_since(request.user, since),
+        {"tab": "for_you", "form": PostForm(), "stream_url": settings.STREAM_PUBLIC_URL},
     )
 
 
@@ -48,11 +53,14 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_safe
 def following(request: HttpRequest) -> HttpResponse:
     cursor = parse_cursor(request.GET.get("cursor"))
+    since = parse_cursor(request.GET.get("since"))
     return render_feed(
         request,
         "timelines/feed.html",
-        selectors.following(request.user, cursor),  # type: ignore[arg-type]
-        {"tab": "following", "form": PostForm()},
+        selectors.following(request.user, cursor)  # type: ignore[arg-type]
+        if since is None
+        else selectors.following_since(request.user, since),  # type: ignore[arg-type]
+        {"tab": "following", "form": PostForm(), "stream_url": settings.STREAM_PUBLIC_URL},
     )
 
 

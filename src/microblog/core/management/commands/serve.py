@@ -27,31 +27,50 @@ class Command(BaseCommand):
         parser.add_argument(
             "--job-workers", type=int, default=int(os.environ.get("JOB_WORKERS", "1"))
         )
+        parser.add_argument(
+            "--stream",
+            choices=["same-port", "off"],
+            default=os.environ.get("SERVE_STREAM", "same-port"),
+            help="same-port: pages and live updates (/events/) from one ASGI app on --port; "
+            "off: pages only, under native WSGI (run `microblog stream` for /events/)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
+        # docs/architecture.md, "Real-time": one port for pages and /events/ (the laptop
+        # default), or the pages under native WSGI, which costs less CPU per page.
+        same_port = options["stream"] == "same-port"
         commands = [
             [
                 python,
                 "-m",
                 "granian",
                 "--interface",
-                "wsgi",
+                "asgi" if same_port else "wsgi",
                 "--host",
                 options["host"],
                 "--port",
                 str(options["port"]),
                 "--workers",
                 str(options["web_workers"]),
-                "--blocking-threads",
-                str(options["threads"]),
+                # Under ASGI the combined app runs pages in its own pool of --threads threads
+                # (STREAM_WSGI_THREADS below).
+                *([] if same_port else ["--blocking-threads", str(options["threads"])]),
+                # Open event streams never end by themselves: stop the worker after 5 s.
+                *(["--workers-kill-timeout", "5"] if same_port else []),
                 "--no-ws",
-                "microblog.wsgi:application",
+                "microblog.stream.combined:application"
+                if same_port
+                else "microblog.wsgi:application",
             ],
         ]
         commands += [[python, "-m", "microblog", "worker"]] * options["job_workers"]
         metrics_dir, made_dir = self.metrics_dir()
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        env = {
+            **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "STREAM_WSGI_THREADS": str(options["threads"]),
+        }
         try:
             children = [subprocess.Popen(command, env=env) for command in commands]  # noqa: S603
             self.supervise(children, options)

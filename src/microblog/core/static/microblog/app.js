@@ -29,4 +29,74 @@
 
   document.addEventListener("DOMContentLoaded", function () { initCounters(document); });
   document.addEventListener("htmx:afterSwap", function (event) { initCounters(event.target); });
+  // Live updates (microblog.stream): an EventSource on the element with data-stream.
+  // Feeds: count the announced posts in a "N new posts" button; a click inserts them at the top
+  // (GET ?since=<newest shown>, the same page fragment as "Load more"). Threads: new direct
+  // replies are appended when every reply is already shown. The browser reconnects by itself
+  // and sends Last-Event-ID, from which the server catches up.
+  function firstPostId(container) {
+    var post = container.querySelector("article.post[id^='post-']");
+    return post ? post.id.slice(5) : null;
+  }
+
+  function initLiveFeed(feed) {
+    var button = document.querySelector("[data-new-posts]");
+    if (!button) return;
+    var pending = new Set();
+    var source = new EventSource(feed.dataset.stream + "&since=" + (firstPostId(feed) || "0"));
+    source.addEventListener("post", function (event) {
+      var data = JSON.parse(event.data);
+      if (document.getElementById("post-" + data.id)) return;
+      pending.add(data.id);
+      button.textContent = pending.size === 1 ? "1 new post" : pending.size + " new posts";
+      button.hidden = false;
+    });
+    button.addEventListener("click", function () {
+      var since = firstPostId(feed) || "0";
+      button.disabled = true;
+      htmx.ajax("GET", window.location.pathname + "?since=" + since, {
+        target: feed, swap: "afterbegin"
+      }).then(function () {
+        var empty = feed.querySelector(".empty");
+        if (empty && feed.querySelector("article.post")) empty.remove();
+        pending.clear();
+        button.hidden = true;
+        button.disabled = false;
+      }, function () { button.disabled = false; });
+    });
+  }
+
+  function initLiveThread(list) {
+    var thread = list.dataset.stream.split("thread=")[1];
+    var busy = false;
+    var again = false;
+    function lastReplyId() {
+      var replies = list.querySelectorAll(":scope > li.reply > article.post");
+      return replies.length ? replies[replies.length - 1].id.slice(5) : thread;
+    }
+    function load() {
+      if (list.querySelector(":scope > .load-more-item")) return;  // "Load more" brings them
+      if (busy) { again = true; return; }
+      busy = true;
+      htmx.ajax("GET", window.location.pathname + "?cursor=" + lastReplyId(), {
+        target: list, swap: "beforeend"
+      }).finally(function () {
+        busy = false;
+        if (again) { again = false; load(); }
+      });
+    }
+    var source = new EventSource(list.dataset.stream + "&since=" + lastReplyId());
+    source.addEventListener("post", function (event) {
+      var data = JSON.parse(event.data);
+      if (!document.getElementById("post-" + data.id)) load();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.EventSource || !window.htmx) return;
+    var feed = document.querySelector(".feed[data-stream]");
+    if (feed) initLiveFeed(feed);
+    var list = document.querySelector(".replies-root[data-stream]");
+    if (list) initLiveThread(list);
+  });
 })();

@@ -1,0 +1,86 @@
+"""Post events: published after commit by the write services, read by the streaming process.
+
+On PostgreSQL an event is a `NOTIFY microblog_posts, '<json>'` sent once the post's transaction
+has committed (transaction.on_commit); the streaming process LISTENs. On SQLite nothing is sent:
+the streaming process polls for new rows (`id > last seen`). Payloads are a few dozen bytes, far
+below NOTIFY's 8,000-byte limit.
+
+A follow event (`{"follower": id}`) tells the streaming process to reload that reader's follows.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+
+CHANNEL = "microblog_posts"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PostEvent:
+    id: int
+    author: int | None
+    parent: int | None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"id": self.id, "author": self.author, "parent": self.parent}, separators=(",", ":")
+        )
+
+    def for_browser(self) -> str:
+        """As sent to browsers: ids as strings (64-bit ids do not fit a JavaScript number)."""
+        return json.dumps(
+            {
+                "id": str(self.id),
+                "author": None if self.author is None else str(self.author),
+                "parent": None if self.parent is None else str(self.parent),
+            },
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FollowEvent:
+    follower: int
+
+
+def parse(payload: str) -> PostEvent | FollowEvent | None:
+    """An event from a NOTIFY payload; None for anything malformed (it is skipped)."""
+    try:
+        data: Any = json.loads(payload)
+        if "follower" in data:
+            return FollowEvent(follower=int(data["follower"]))
+        author, parent = data.get("author"), data.get("parent")
+        return PostEvent(
+            id=int(data["id"]),
+            author=None if author is None else int(author),
+            parent=None if parent is None else int(parent),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _notify(payload: str) -> None:
+    if connection.vendor != "postgresql":
+        return  # SQLite: the streaming process polls
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, payload])
+    except DatabaseError:
+        # The post is committed; browsers get it on their next catch-up.
+        logger.warning("stream: could not publish an event", exc_info=True)
+
+
+def publish_post_after_commit(
+    *, post_id: int, author_id: int | None, parent_id: int | None
+) -> None:
+    payload = PostEvent(id=post_id, author=author_id, parent=parent_id).to_json()
+    transaction.on_commit(lambda: _notify(payload))
+
+
+def publish_follow_after_commit(*, follower_id: int) -> None:
+    payload = json.dumps({"follower": follower_id})
+    transaction.on_commit(lambda: _notify(payload))

@@ -1,0 +1,52 @@
+"""Writes for the streaming tests, run in a process of its own against DATABASE_URL: one JSON
+command per line on stdin, one JSON answer per line on stdout. It lets a test drive a database
+its own process cannot reach (the SQLite test database lives in the test process's memory)."""
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    # Answers go to stdout; everything else (the app's logs) to stderr.
+    answers, sys.stdout = sys.stdout, sys.stderr
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    from microblog.accounts.models import User
+    from microblog.follows.services import follow_create
+    from microblog.posts.services import post_create
+    from tests.conftest import PASSWORD
+
+    for line in sys.stdin:
+        command = json.loads(line)
+        op = command["op"]
+        if op == "user":
+            user = User.objects.create_user(username=command["name"], password=PASSWORD)
+            client = Client()
+            client.force_login(user)
+            answer = {"id": user.id, "session": client.cookies["sessionid"].value}
+        elif op == "post":
+            post = post_create(
+                author=User.objects.get(id=command["author"]),
+                content=command.get("content", "hello"),
+                parent_id=command.get("parent"),
+            )
+            answer = {"id": post.id}
+        elif op == "follow":
+            follow_create(
+                follower=User.objects.get(id=command["follower"]),
+                followed=User.objects.get(id=command["followed"]),
+            )
+            answer = {}
+        else:
+            answer = {"error": f"unknown op {op}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    main()

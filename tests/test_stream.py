@@ -1,0 +1,213 @@
+"""Live updates (microblog.stream): the per-reader filter, the events the services publish, the
+`?since=` fragments, and `microblog stream` run as a real process against the test database."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from microblog.posts.services import post_create
+from microblog.stream.app import Subscription
+from microblog.stream.events import FollowEvent, PostEvent, parse
+from tests.stream_helpers import (
+    Driver,
+    EventStream,
+    app_process,
+    database_url,
+    free_port,
+    status_of,
+)
+from tests.stream_helpers import subprocess_env as stream_env
+
+# --- The per-reader filter -------------------------------------------------------------------
+
+READER, FOLLOWED, STRANGER = 1, 2, 3
+
+
+def sub(feed: str, thread_id: int | None = None) -> Subscription:
+    return Subscription(READER, feed, thread_id, frozenset({FOLLOWED}))
+
+
+@pytest.mark.parametrize(
+    ("event", "for_you", "following"),
+    [
+        (PostEvent(10, FOLLOWED, None), True, True),  # a followed author's post
+        (PostEvent(11, FOLLOWED, 5), False, True),  # their reply: Following only
+        (PostEvent(12, READER, None), True, False),  # the reader's own post: For You only
+        (PostEvent(13, READER, 5), False, False),  # the reader's own reply
+        (PostEvent(14, STRANGER, None), False, False),
+        (PostEvent(15, STRANGER, 5), False, False),
+        (PostEvent(16, None, None), False, False),  # author deleted meanwhile
+    ],
+)
+def test_feed_filter(event: PostEvent, for_you: bool, following: bool) -> None:
+    assert sub("for_you").wants(event) is for_you
+    assert sub("following").wants(event) is following
+
+
+def test_thread_filter_takes_direct_replies_by_anyone() -> None:
+    thread = sub("thread", thread_id=5)
+    assert thread.wants(PostEvent(20, STRANGER, 5))
+    assert thread.wants(PostEvent(21, READER, 5))
+    assert not thread.wants(PostEvent(22, FOLLOWED, None))
+    assert not thread.wants(PostEvent(23, FOLLOWED, 6))
+
+
+def test_event_payloads_round_trip_and_malformed_ones_are_skipped() -> None:
+    event = PostEvent(383707940417685241, 7, None)
+    assert parse(event.to_json()) == event
+    assert '"id":"383707940417685241"' in event.for_browser()  # a string: beyond 2**53
+    assert parse('{"follower": 4}') == FollowEvent(4)
+    for bad in ["", "nope", "[]", '{"id": "x"}', '{"author": 1}', "null"]:
+        assert parse(bad) is None
+
+
+@pytest.mark.postgres_only
+def test_post_create_notifies_after_commit(alice, bob) -> None:
+    import psycopg
+    from django.db import connection, transaction
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"],
+        port=s["PORT"] or 5432, autocommit=True,
+    ) as listener:  # fmt: skip
+        listener.execute("LISTEN microblog_posts")
+        with transaction.atomic():
+            post = post_create(author=alice, content="live")
+            # Nothing before the commit.
+            assert list(listener.notifies(timeout=0.2)) == []
+        reply = post_create(author=bob, content="re", parent_id=post.id)
+        received = [parse(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
+    assert received == [PostEvent(post.id, alice.id, None), PostEvent(reply.id, bob.id, post.id)]
+
+
+# --- `?since=`: the posts behind the "N new posts" button ------------------------------------
+
+
+def test_since_returns_only_newer_feed_posts(make_user, make_post, client_for) -> None:
+    from microblog.follows.services import follow_create
+
+    reader, author, stranger = make_user(), make_user(), make_user()
+    follow_create(follower=reader, followed=author)
+    old = make_post(author, "old post")
+    new = make_post(author, "new post")
+    reply = make_post(author, "new reply", parent=old)
+    make_post(stranger, "stranger post")
+    client = client_for(reader)
+
+    body = client.get(f"/?since={old.id}", headers={"HX-Request": "true"}).content.decode()
+    assert "new post" in body and f"post-{new.id}" in body
+    assert "old post" not in body and "stranger post" not in body and "new reply" not in body
+    assert "<html" not in body and "Your feed is empty" not in body
+
+    body = client.get(f"/following?since={old.id}", headers={"HX-Request": "true"}).content
+    assert b"new reply" in body and b"new post" in body and b"old post" not in body
+
+    last = client.get(f"/?since={reply.id}", headers={"HX-Request": "true"}).content.decode()
+    assert "article" not in last and "empty" not in last
+    assert client.get("/?since=abc").status_code == 400
+    assert client.get("/?since=99999999999999999999").status_code == 400
+
+
+def test_feed_pages_carry_the_stream_for_signed_in_readers(alice, make_post, client_for) -> None:
+    client = client_for(alice)
+    assert 'data-stream="/events/?feed=for_you"' in client.get("/").content.decode()
+    assert 'data-stream="/events/?feed=following"' in client.get("/following").content.decode()
+    post = make_post(alice)
+    assert (
+        f'data-stream="/events/?thread={post.id}"'
+        in client.get(f"/posts/{post.id}").content.decode()
+    )
+    assert b"data-stream" not in client.get("/all").content
+
+
+# --- `microblog stream` as a process ----------------------------------------------------------
+
+
+@pytest.fixture
+def stream_db(db: None, tmp_path: Path) -> Iterator[tuple[str, Driver]]:
+    with database_url(tmp_path) as url:
+        driver = Driver(url)
+        try:
+            yield url, driver
+        finally:
+            driver.close()
+
+
+@pytest.fixture
+def stream(stream_db: tuple[str, Driver]) -> Iterator[tuple[int, Driver]]:
+    url, driver = stream_db
+    port = free_port()
+    env = stream_env(url, STREAM_MAX_CONNECTIONS_PER_USER="2")
+    with app_process(["stream", "--port", str(port)], env, port):
+        yield port, driver
+
+
+def _open(port: int, query: str, session: str | None, **kwargs: str | None) -> EventStream:
+    events = EventStream(port, query, session, **kwargs)
+    assert events.status == 200, events.response.read()
+    return events
+
+
+def test_stream_delivers_the_readers_feed_and_catches_up(stream) -> None:
+    port, driver = stream
+    reader, session = driver.user("reader")
+    author, _ = driver.user("author")
+    stranger, _ = driver.user("stranger")
+    driver.follow(reader, author)
+
+    for_you = _open(port, "feed=for_you", session)
+    following = _open(port, "feed=following", session)
+    time.sleep(0.5)  # the connections are registered (the SQLite poll has a base id)
+    first = driver.post(author, "first")
+    driver.post(stranger, "not for the reader")
+    got = for_you.next_post()
+    assert got is not None and got["id"] == str(first) and got["author"] == str(author)
+    assert got["event_id"] == str(first)
+    reply = driver.post(author, "a reply", parent=first)
+    own = driver.post(reader, "my own")
+    assert for_you.next_post()["id"] == str(own)  # the reply is not For You
+    assert following.next_post()["id"] == str(first)
+    assert following.next_post()["id"] == str(reply)
+    for_you.close()
+    following.close()
+
+    # Missed while disconnected: caught up from Last-Event-ID, in order, then live, once each.
+    missed = [driver.post(author, f"missed {n}") for n in range(3)]
+    missed_reply = driver.post(author, "missed reply", parent=first)
+    again = _open(port, "feed=for_you", session, last_event_id=str(own))
+    assert [again.next_post()["id"] for _ in missed] == [str(i) for i in missed]
+    live = driver.post(author, "live again")
+    assert again.next_post()["id"] == str(live)
+    assert again.next_post(timeout=1.5) is None  # no duplicates
+    again.close()
+
+    # A thread stream catches up with the replies after `since`, then sees new ones live.
+    thread = _open(port, f"thread={first}&since={reply}", session)
+    assert thread.next_post()["id"] == str(missed_reply)
+    other = driver.post(stranger, "stranger replies", parent=first)
+    assert thread.next_post()["id"] == str(other)
+    thread.close()
+
+
+def test_stream_refuses_strangers_bad_requests_and_too_many_connections(stream) -> None:
+    port, driver = stream
+    _reader, session = driver.user("capped")
+    assert status_of(port, "feed=for_you", None) == 401
+    assert status_of(port, "feed=for_you", "not-a-session") == 401
+    assert status_of(port, "feed=everything", session) == 400
+    assert status_of(port, "thread=abc", session) == 400
+
+    first = _open(port, "feed=for_you", session)
+    second = _open(port, "feed=following", session)
+    assert status_of(port, "feed=for_you", session) == 429
+    first.close()
+    # The server notices the disconnect and frees the slot.
+    deadline = time.monotonic() + 10
+    while (status := status_of(port, "feed=for_you", session)) == 429:
+        assert time.monotonic() < deadline, "the closed connection was never released"
+        time.sleep(0.2)
+    assert status == 200
+    second.close()
