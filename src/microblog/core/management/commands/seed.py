@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
+from microblog.accounts.models import User
 from microblog.core import seeding
 
 
@@ -52,6 +53,8 @@ class Command(BaseCommand):
             follows = options["follows"] or cfg.users * 25
             posts = options["posts"] if options["posts"] is not None else cfg.users * 3
             cfg = seeding.config_for(None, **{**cfg.__dict__, "follows": follows, "posts": posts})
+        if User._meta.db_table not in connection.introspection.table_names():
+            raise CommandError("The database has no tables yet: run `microblog migrate` first.")
         if not seeding.database_is_empty():
             if not options["reset"]:
                 raise CommandError(
