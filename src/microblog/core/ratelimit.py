@@ -371,43 +371,35 @@ def _record(request: HttpRequest, decisions: list[Decision]) -> list[Decision]:
 def hit(request: HttpRequest, checks: Iterable[tuple[str, str]]) -> list[Decision]:
     """Counts this request against each (rule name, subject), in one statement; a decision is
     blocked when its count went past the rule's limit. Nothing is counted when disabled."""
-    if not enabled():
-        return []
-    now = clock()
-    slots = _slots(dict.fromkeys(checks), now)
-    if not slots:
-        return []
-    counts = store().hit([slot for _, slot in slots])
-    if counts is None:
-        return []
-    return _record(
-        request,
-        [
-            Decision(rule, counts.get(slot[0], 0), slot[2], counts.get(slot[0], 0) > rule.limit)
-            for rule, slot in slots
-        ],
-    )
+    return _decide(request, checks, counting=True)
 
 
 def peek(request: HttpRequest, checks: Iterable[tuple[str, str]]) -> list[Decision]:
     """Reads the counts without counting; a decision is blocked when its limit is already
     reached (for rules counted after the fact, like failed log-ins)."""
+    return _decide(request, checks, counting=False)
+
+
+def _decide(
+    request: HttpRequest, checks: Iterable[tuple[str, str]], *, counting: bool
+) -> list[Decision]:
     if not enabled():
         return []
-    now = clock()
-    slots = _slots(dict.fromkeys(checks), now)
+    slots = _slots(dict.fromkeys(checks), clock())
     if not slots:
         return []
-    counts = store().peek([slot for _, slot in slots])
+    keys = [slot for _, slot in slots]
+    counts = store().hit(keys) if counting else store().peek(keys)
     if counts is None:
         return []
-    return _record(
-        request,
-        [
-            Decision(rule, counts.get(slot[0], 0), slot[2], counts.get(slot[0], 0) >= rule.limit)
-            for rule, slot in slots
-        ],
-    )
+    decisions = []
+    for rule, slot in slots:
+        count = counts.get(slot[0], 0)
+        # Counting includes this request, so only a count past the limit blocks; a peek blocks
+        # once the limit is reached, since the next failure would pass it.
+        blocked = count > rule.limit if counting else count >= rule.limit
+        decisions.append(Decision(rule, count, slot[2], blocked))
+    return _record(request, decisions)
 
 
 def raise_if_blocked(decisions: Iterable[Decision]) -> None:
