@@ -4,6 +4,7 @@ from django.urls import path, register_converter
 from microblog.accounts import views as accounts
 from microblog.core import dashboard, health, metrics
 from microblog.core import views as core
+from microblog.moderation import views as moderation
 from microblog.posts import views as posts
 from microblog.timelines import views as timelines
 
@@ -51,16 +52,29 @@ urlpatterns = [
     path("posts", posts.create, name="post_create"),
     path("posts/<post_id:post_id>", posts.detail, name="post_detail"),
     path("posts/<post_id:post_id>/delete", posts.delete, name="post_delete"),
+    path("posts/<post_id:post_id>/report", moderation.report, name="post_report"),
     path(f"@{USERNAME}", accounts.profile, name="profile"),
     path(f"@{USERNAME}/followers", accounts.followers, name="followers"),
     path(f"@{USERNAME}/following", accounts.following, name="following_list"),
     path(f"@{USERNAME}/follow", accounts.follow, name="follow"),
     path(f"@{USERNAME}/unfollow", accounts.unfollow, name="unfollow"),
+    path(f"@{USERNAME}/block", moderation.block, name="block"),
+    path(f"@{USERNAME}/unblock", moderation.unblock, name="unblock"),
+    path(f"@{USERNAME}/mute", moderation.mute, name="mute"),
+    path(f"@{USERNAME}/unmute", moderation.unmute, name="unmute"),
     path("up", core.up, name="up"),
     path("health", health.health, name="health"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("staff/jobs", dashboard.jobs, name="staff_jobs"),
     path("staff/jobs/<uuid:job_id>/retry", dashboard.retry, name="staff_job_retry"),
+    path("staff/moderation", moderation.queue, name="staff_moderation"),
+    path("staff/moderation/hidden", moderation.hidden, name="staff_moderation_hidden"),
+    path("staff/moderation/log", moderation.log, name="staff_moderation_log"),
+    path(
+        "staff/moderation/posts/<post_id:post_id>/<slug:action>",
+        moderation.review,
+        name="staff_moderation_review",
+    ),
     path("admin/", admin.site.urls),
 ]
 

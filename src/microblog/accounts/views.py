@@ -23,6 +23,7 @@ from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
 from microblog.follows import selectors as follow_selectors
 from microblog.follows import services as follow_services
+from microblog.moderation import selectors as moderation
 from microblog.timelines import selectors as timelines
 from microblog.timelines.views import render_feed
 
@@ -94,6 +95,8 @@ def _settings_page(request: HttpRequest, status: int = 200, **forms: object) -> 
         "profile_form": ProfileForm(initial={"description": user.description}),
         "password_form": PasswordChangeForm(),
         "delete_form": DeleteAccountForm(),
+        "blocked": moderation.blocked_users(user),
+        "muted": moderation.muted_users(user),
         **forms,
     }
     return render(request, "accounts/settings.html", context, status=status)
@@ -164,17 +167,11 @@ def _profile_user(username: str) -> User:
 def profile(request: HttpRequest, username: str) -> HttpResponse:
     author = _profile_user(username)
     cursor = parse_cursor(request.GET.get("cursor"))
-    viewer = request.user
-    following = (
-        viewer.is_authenticated
-        and viewer.id != author.id
-        and follow_selectors.is_following(follower=viewer, followed=author)
-    )
     return render_feed(
         request,
         "accounts/profile.html",
-        timelines.profile(author, cursor),
-        {"profile_user": author, "is_following": following},
+        timelines.profile(author, request.user, cursor),
+        {"profile_user": author, "relation": moderation.relationship(request.user, author)},
     )
 
 

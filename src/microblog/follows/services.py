@@ -7,6 +7,7 @@ from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.errors import ServiceError
 from microblog.follows.models import Follow
+from microblog.moderation.selectors import block_between
 from microblog.stream import events
 from microblog.timelines import fanout
 
@@ -32,6 +33,14 @@ def _lock_accounts(*user_ids: int) -> int:
     return len(locked.values_list("id", flat=True))
 
 
+def _refuse_if_blocked(*, follower: User, followed: User) -> None:
+    block = block_between(follower.id, followed.id)
+    if block == "blocked_by":
+        raise ServiceError(f"You can't follow {followed.username}: they have blocked you.")
+    if block == "blocking":
+        raise ServiceError(f"You have blocked {followed.username}. Unblock them to follow.")
+
+
 def follow_create(*, follower: User, followed: User) -> bool:
     """Follows `followed`. Returns False when the follow already existed (nothing changes)."""
     if follower.id == followed.id:
@@ -40,6 +49,8 @@ def follow_create(*, follower: User, followed: User) -> bool:
         with transaction.atomic():
             if _lock_accounts(follower.id, followed.id) != 2:
                 raise ServiceError("That account no longer exists.")
+            # Under the account locks, as block_create takes them: no follow slips past a block.
+            _refuse_if_blocked(follower=follower, followed=followed)
             Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=1)
             # A follow can also end celebrity status, when the threshold was raised since the

@@ -30,6 +30,12 @@ class Post(models.Model):
     )
     replies_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
+    # Moderation (microblog.moderation): a hidden post is shown only to its author and staff.
+    # It is hidden by staff, or automatically once `open_reports` (reports not yet reviewed)
+    # reaches REPORTS_TO_HIDE; a review closes the open reports. Database defaults, so bulk
+    # loaders (the seeder's COPY) need not name these columns.
+    is_hidden = models.BooleanField(default=False, db_default=False)
+    open_reports = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         indexes = [
@@ -47,6 +53,17 @@ class Post(models.Model):
             ),
             # A thread's replies, oldest first.
             models.Index(fields=["parent", "id"], name="posts_parent_id_idx"),
+            # Hidden posts are rare: feeds check "is this entry hidden?" against this small
+            # index instead of fetching every post row, and staff list them from it.
+            models.Index(
+                fields=["id"], name="posts_hidden_idx", condition=models.Q(is_hidden=True)
+            ),
+            # The review queue: posts with reports waiting for staff, most reported first.
+            models.Index(
+                fields=["-open_reports", "id"],
+                name="posts_reported_idx",
+                condition=models.Q(open_reports__gt=0),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,11 +4,16 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Window
+from django.db.models import Exists, F, OuterRef, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from microblog.core.pagination import Page, make_page
+from microblog.moderation.models import Block
+from microblog.moderation.selectors import Viewer, can_see, on_pages
 from microblog.posts.models import Post
+
+WITHHELD_HIDDEN = "This post was hidden by the moderators."
+WITHHELD_BLOCKED = "This post is by an account you blocked."
 
 MAX_ANCESTORS = 500
 
@@ -32,13 +37,45 @@ class Thread:
     # True when the chain of parents stops at a deleted post before reaching a root.
     ancestors_cut_by_deletion: bool
     replies: Page[ReplyNode]
+    # Ancestors shown as a notice instead of their content, by id: hidden by the moderators, or
+    # by an account the viewer blocks.
+    withheld: dict[int, str] = field(default_factory=dict)
 
 
-def post_for_display(post_id: int) -> Post | None:
-    return Post.objects.select_related("author", "parent__author").filter(id=post_id).first()
+def _with_blocks(posts: QuerySet[Post], viewer: Viewer) -> QuerySet[Post]:
+    """Annotates `author_blocked` (the viewer blocks the author) and `author_blocks_viewer`."""
+    if not viewer.is_authenticated:
+        return posts
+    blocks = Block.objects.all()
+    return posts.annotate(
+        author_blocked=Exists(
+            blocks.filter(blocker_id=viewer.id, blocked_id=OuterRef("author_id"))
+        ),
+        author_blocks_viewer=Exists(
+            blocks.filter(blocker_id=OuterRef("author_id"), blocked_id=viewer.id)
+        ),
+    )
 
 
-def ancestors(post: Post) -> tuple[list[Post], bool]:
+def post_for_display(post_id: int, viewer: Viewer | None = None) -> Post | None:
+    """One post with its author and parent; with a viewer, also whether a block stands between
+    them (`author_blocked`, `author_blocks_viewer`)."""
+    posts = Post.objects.select_related("author", "parent__author").filter(id=post_id)
+    if viewer is not None:
+        posts = _with_blocks(posts, viewer)
+    return posts.first()
+
+
+def withheld_reason(post: Post, viewer: Viewer) -> str | None:
+    """Why `viewer` is shown a notice instead of this post, if they are."""
+    if not can_see(viewer, post):
+        return WITHHELD_HIDDEN
+    if getattr(post, "author_blocked", False):
+        return WITHHELD_BLOCKED
+    return None
+
+
+def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], bool]:
     """The post's parents up to the root, root first; one recursive query plus one to load them."""
     if post.parent_id is None:
         return [], False
@@ -60,21 +97,26 @@ def ancestors(post: Post) -> tuple[list[Post], bool]:
         chain = cursor.fetchall()
     if not chain:
         return [], True
-    by_id = Post.objects.select_related("author").in_bulk([row[0] for row in chain])
+    loaded = Post.objects.select_related("author")
+    if viewer is not None:
+        loaded = _with_blocks(loaded, viewer)
+    by_id = loaded.in_bulk([row[0] for row in chain])
     top_parent_id = chain[0][1]
     return [by_id[row[0]] for row in chain if row[0] in by_id], top_parent_id is not None
 
 
-def thread(post: Post, cursor: int | None = None) -> Thread:
+def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     """A post with its ancestors and its replies, oldest first, nested to THREAD_MAX_DEPTH.
 
     The first level is cursor-paginated; each deeper level shows the first few replies of each
     node, loaded for the whole level in one query (a window function), so the page costs a fixed
-    number of queries whatever the shape of the thread.
+    number of queries whatever the shape of the thread. Replies the viewer may not see (hidden,
+    or by an account they block) are left out at every level.
     """
-    parents, cut = ancestors(post)
+    parents, cut = ancestors(post, viewer)
     size = settings.PAGE_SIZE
-    top = Post.objects.select_related("author").filter(parent_id=post.id)
+    visible = Post.objects.select_related("author").filter(on_pages(viewer))
+    top = visible.filter(parent_id=post.id)
     if cursor is not None:
         top = top.filter(id__gt=cursor)
     first_level = make_page(list(top.order_by("id")[: size + 1]), size)
@@ -86,8 +128,7 @@ def thread(post: Post, cursor: int | None = None) -> Thread:
         if not parent_ids:
             break
         children = (
-            Post.objects.select_related("author")
-            .filter(parent_id__in=parent_ids)
+            visible.filter(parent_id__in=parent_ids)
             .annotate(
                 position=Window(RowNumber(), partition_by=F("parent_id"), order_by=F("id").asc())
             )
@@ -107,4 +148,9 @@ def thread(post: Post, cursor: int | None = None) -> Thread:
         ancestors=parents,
         ancestors_cut_by_deletion=cut,
         replies=Page(items=nodes, next_cursor=first_level.next_cursor),
+        withheld={
+            parent.id: reason
+            for parent in parents
+            if (reason := withheld_reason(parent, viewer)) is not None
+        },
     )

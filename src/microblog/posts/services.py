@@ -9,11 +9,13 @@ from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
+from microblog.moderation.selectors import blocks_replies
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
 from microblog.stream import events
 from microblog.timelines import fanout
 
 PARENT_MISSING = "The post you are replying to no longer exists."
+REPLY_BLOCKED = "You can't reply to this post: its author has blocked you."
 
 
 def post_content_clean(content: str) -> str:
@@ -35,6 +37,8 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
             replies_count=F("replies_count") + 1
         ):
             raise ValidationError(PARENT_MISSING, code="parent_missing")
+        if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):
+            raise ValidationError(REPLY_BLOCKED, code="blocked")
         post = _insert_post(author=author, content=content, parent_id=parent_id)
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.

@@ -8,9 +8,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
+from microblog.moderation.selectors import can_see
 from microblog.posts import selectors, services
 from microblog.posts.forms import PostForm
 from microblog.posts.models import Post
+from microblog.posts.services import REPLY_BLOCKED
 
 
 def _get_post(post_id: int) -> Post:
@@ -56,14 +58,24 @@ def create(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def detail(request: HttpRequest, post_id: int) -> HttpResponse:
-    post = _get_post(post_id)
+    post = selectors.post_for_display(post_id, request.user)
+    # A hidden post is not found, except by its author and staff.
+    if post is None or not can_see(request.user, post):
+        raise Http404("No such post")
     cursor = parse_cursor(request.GET.get("cursor"))
-    thread = selectors.thread(post, cursor)
-    context = {"thread": thread, "post": post}
+    thread = selectors.thread(post, request.user, cursor)
+    context = {
+        "thread": thread,
+        "post": post,
+        "withheld": selectors.withheld_reason(post, request.user),
+    }
     if request.headers.get("HX-Request") and cursor is not None:
         return render(request, "posts/_replies_page.html", context)
     if request.user.is_authenticated:
-        context["form"] = PostForm(initial={"parent_id": post.id})
+        if getattr(post, "author_blocks_viewer", False):
+            context["reply_refused"] = REPLY_BLOCKED
+        else:
+            context["form"] = PostForm(initial={"parent_id": post.id})
         context["stream_url"] = settings.STREAM_PUBLIC_URL  # new replies appear live
     return render(request, "posts/detail.html", context)
 

@@ -12,9 +12,14 @@ from django.db.models.expressions import RawSQL
 from microblog.accounts.models import User
 from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.follows.models import Follow
+from microblog.moderation.models import Block, Mute
+from microblog.moderation.selectors import Viewer, in_feeds, on_pages
 from microblog.posts.models import Post
 from microblog.timelines import fanout
 from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, USERS
+
+BLOCKS = Block._meta.db_table
+MUTES = Mute._meta.db_table
 
 
 def posts_for_display() -> QuerySet[Post]:
@@ -67,11 +72,25 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
     entries and their followed celebrities' posts. `limit` is written into the SQL (it is the
     same on every call), so a prepared statement's generic plan knows it."""
     limit = int(limit)
+    # Moderation (moderation.selectors.in_feeds) as conditions on each entry: no post hidden by
+    # moderators unless it is the reader's own (probes of a partial index that holds only hidden
+    # posts), nothing by an author the reader blocks or mutes (the entry carries its author).
     stored = f"""
-        SELECT post_id FROM {FEED}
-        WHERE user_id = %s AND post_id < %s AND post_id >= %s
-        ORDER BY post_id DESC LIMIT {limit}
+        SELECT e.post_id FROM {FEED} e
+        WHERE e.user_id = %s AND e.post_id < %s AND e.post_id >= %s
+          AND NOT EXISTS (
+              SELECT 1 FROM {POSTS} h
+              WHERE h.id = e.post_id AND h.is_hidden AND h.author_id <> e.user_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {MUTES} m WHERE m.muter_id = e.user_id AND m.muted_id = e.author_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {BLOCKS} b
+              WHERE b.blocker_id = e.user_id AND b.blocked_id = e.author_id)
+        ORDER BY e.post_id DESC LIMIT {limit}
     """
+    # Followed celebrities, less the muted ones (blocking ends the follow).
+    not_muted = f"""NOT EXISTS (
+        SELECT 1 FROM {MUTES} m WHERE m.muter_id = f.follower_id AND m.muted_id = f.followed_id)"""
     if connection.vendor == "postgresql":
         # Driven from the reader's follows: each followed celebrity costs one index probe that
         # reads at most `limit` of its posts, and none older than the page's oldest stored
@@ -89,10 +108,10 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
             CROSS JOIN LATERAL (
                 SELECT p.id FROM {POSTS} p
                 WHERE p.author_id = f.followed_id AND p.parent_id IS NULL
-                  AND p.id < %s AND p.id >= floor.lo
+                  AND p.id < %s AND p.id >= floor.lo AND NOT p.is_hidden
                 ORDER BY p.id DESC LIMIT {limit}
             ) AS cp
-            WHERE f.follower_id = %s AND c.is_celebrity
+            WHERE f.follower_id = %s AND c.is_celebrity AND {not_muted}
             ORDER BY 1 DESC LIMIT {limit}
         """
         return sql, [user_id, upper, horizon, horizon, upper, user_id]
@@ -102,10 +121,11 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
         UNION
         SELECT id FROM (
             SELECT p.id FROM {POSTS} p
-            WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND p.author_id IN (
+            WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND NOT p.is_hidden
+              AND p.author_id IN (
                 SELECT f.followed_id FROM {FOLLOWS} f
                 JOIN {USERS} c ON c.id = f.followed_id
-                WHERE f.follower_id = %s AND c.is_celebrity
+                WHERE f.follower_id = %s AND c.is_celebrity AND {not_muted}
             )
             ORDER BY p.id DESC LIMIT {limit}
         ) AS celebrities
@@ -118,7 +138,9 @@ def for_you_pull_query(user: User) -> QuerySet[Post]:
     """The reference For You: computed from posts and follows alone (the fan-out is tested
     against it, and it serves readers and pages the stored feed does not cover)."""
     return posts_for_display().filter(
-        Q(author_id=user.id) | Q(author_id__in=followed_ids(user)), parent__isnull=True
+        Q(author_id=user.id) | Q(author_id__in=followed_ids(user)),
+        in_feeds(user),
+        parent__isnull=True,
     )
 
 
@@ -137,7 +159,11 @@ def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
 
 def following(user: User, cursor: int | None = None) -> Page[Post]:
     """The posts, replies included, of the people you follow (the pull query)."""
-    return _newest_first(posts_for_display().filter(author_id__in=followed_ids(user)), cursor)
+    return _newest_first(_following_query(user), cursor)
+
+
+def _following_query(user: User) -> QuerySet[Post]:
+    return posts_for_display().filter(Q(author_id__in=followed_ids(user)), in_feeds(user))
 
 
 # The most posts `?since=` returns at once (the "N new posts" button, stream/app.py).
@@ -151,21 +177,18 @@ def for_you_since(user: User, since: int) -> Page[Post]:
 
 
 def following_since(user: User, since: int) -> Page[Post]:
-    posts = (
-        posts_for_display()
-        .filter(author_id__in=followed_ids(user), id__gt=since)
-        .order_by("-id")[:NEW_POSTS_LIMIT]
-    )
+    posts = _following_query(user).filter(id__gt=since).order_by("-id")[:NEW_POSTS_LIMIT]
     return Page(items=list(posts), next_cursor=None)
 
 
-def everyone(cursor: int | None = None) -> Page[Post]:
+def everyone(viewer: Viewer, cursor: int | None = None) -> Page[Post]:
     """Every top-level post: the public timeline."""
-    return _newest_first(posts_for_display().filter(parent__isnull=True), cursor)
+    return _newest_first(posts_for_display().filter(in_feeds(viewer), parent__isnull=True), cursor)
 
 
-def profile(author: User, cursor: int | None = None) -> Page[Post]:
-    """One user's top-level posts."""
+def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Post]:
+    """One user's top-level posts, as `viewer` may see them."""
     return _newest_first(
-        posts_for_display().filter(author_id=author.id, parent__isnull=True), cursor
+        posts_for_display().filter(on_pages(viewer), author_id=author.id, parent__isnull=True),
+        cursor,
     )

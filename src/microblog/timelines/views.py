@@ -35,7 +35,7 @@ def home(request: HttpRequest) -> HttpResponse:
     cursor = parse_cursor(request.GET.get("cursor"))
     if not request.user.is_authenticated:
         return render_feed(
-            request, "timelines/feed.html", selectors.everyone(cursor), {"tab": "all"}
+            request, "timelines/feed.html", selectors.everyone(request.user, cursor), {"tab": "all"}
         )
     # `?since=<post id>`: the posts newer than it (the "N new posts" button of live updates).
     since = parse_cursor(request.GET.get("since"))
@@ -70,4 +70,6 @@ def everyone(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"tab": "all"}
     if request.user.is_authenticated:
         context["form"] = PostForm()
-    return render_feed(request, "timelines/feed.html", selectors.everyone(cursor), context)
+    return render_feed(
+        request, "timelines/feed.html", selectors.everyone(request.user, cursor), context
+    )

@@ -1,0 +1,195 @@
+"""Reads of moderation, and the filters every post list applies.
+
+Two filters, one per kind of list:
+- `in_feeds(viewer)`: For You, Following and All leave out hidden posts (except the viewer's own)
+  and the posts of accounts the viewer blocks or mutes.
+- `on_pages(viewer)`: profiles and threads leave out hidden posts (except the viewer's own; staff
+  see them, marked) and the posts of accounts the viewer blocks. Muting changes only feeds.
+Both are conditions of the query that reads the page (subqueries on small primary keys), so they
+cost no extra query and take effect on the next page load.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from microblog.accounts.models import User
+from microblog.core.pagination import Page, make_page
+from microblog.follows.models import Follow
+from microblog.moderation.models import Block, ModerationAction, Mute, Report
+from microblog.posts.models import Post
+
+Viewer = User | AnonymousUser
+
+QUEUE_PAGE_SIZE = 20
+LOG_PAGE_SIZE = 50
+
+
+def blocked_ids(viewer: User) -> QuerySet[Block, int]:
+    return Block.objects.filter(blocker_id=viewer.id).values_list("blocked_id", flat=True)
+
+
+def muted_ids(viewer: User) -> QuerySet[Mute, int]:
+    return Mute.objects.filter(muter_id=viewer.id).values_list("muted_id", flat=True)
+
+
+def _not_hidden(viewer: Viewer) -> Q:
+    if not viewer.is_authenticated:
+        return Q(is_hidden=False)
+    if viewer.is_staff:
+        return Q()
+    return Q(is_hidden=False) | Q(author_id=viewer.id)
+
+
+def in_feeds(viewer: Viewer) -> Q:
+    """Posts a feed may show `viewer` (For You, Following, All)."""
+    if not viewer.is_authenticated:
+        return Q(is_hidden=False)
+    # Staff read feeds like everyone else; they see hidden posts on pages and in the queue.
+    return (
+        (Q(is_hidden=False) | Q(author_id=viewer.id))
+        & ~Q(author_id__in=blocked_ids(viewer))
+        & ~Q(author_id__in=muted_ids(viewer))
+    )
+
+
+def on_pages(viewer: Viewer) -> Q:
+    """Posts a profile or thread may show `viewer`."""
+    if not viewer.is_authenticated:
+        return _not_hidden(viewer)
+    return _not_hidden(viewer) & ~Q(author_id__in=blocked_ids(viewer))
+
+
+def can_see(viewer: Viewer, post: Post) -> bool:
+    """Whether `viewer` may open this post's own page (hidden posts: author and staff only).
+    Posts of blocked accounts open with their content withheld (the template says why)."""
+    return not post.is_hidden or (
+        viewer.is_authenticated and (viewer.is_staff or viewer.id == post.author_id)
+    )
+
+
+def block_between(user_id: int, other_id: int) -> Literal["blocking", "blocked_by"] | None:
+    """Whether `user_id` blocks `other_id` ("blocking") or is blocked by them ("blocked_by")."""
+    pair = Block.objects.filter(
+        Q(blocker_id=user_id, blocked_id=other_id) | Q(blocker_id=other_id, blocked_id=user_id)
+    ).values_list("blocker_id", flat=True)
+    blockers = set(pair)
+    if user_id in blockers:
+        return "blocking"
+    if other_id in blockers:
+        return "blocked_by"
+    return None
+
+
+def blocks_replies(*, parent_id: int, replier_id: int) -> bool:
+    """Whether the author of post `parent_id` blocks `replier_id`."""
+    return Block.objects.filter(
+        blocker_id=Post.objects.filter(id=parent_id).values("author_id")[:1],
+        blocked_id=replier_id,
+    ).exists()
+
+
+@dataclass(frozen=True, slots=True)
+class Relationship:
+    following: bool = False
+    blocking: bool = False
+    blocked_by: bool = False
+    muting: bool = False
+
+
+def relationship(viewer: Viewer, other: User) -> Relationship:
+    """How `viewer` stands to `other`, for a profile's buttons: one query."""
+    if not viewer.is_authenticated or viewer.id == other.id:
+        return Relationship()
+    row = (
+        User.objects.filter(id=other.id)
+        .annotate(
+            following=Exists(Follow.objects.filter(follower_id=viewer.id, followed_id=other.id)),
+            blocking=Exists(Block.objects.filter(blocker_id=viewer.id, blocked_id=other.id)),
+            blocked_by=Exists(Block.objects.filter(blocker_id=other.id, blocked_id=viewer.id)),
+            muting=Exists(Mute.objects.filter(muter_id=viewer.id, muted_id=other.id)),
+        )
+        .values("following", "blocking", "blocked_by", "muting")
+        .first()
+    )
+    return Relationship(**row) if row else Relationship()
+
+
+def blocked_users(viewer: User) -> list[User]:
+    """The accounts `viewer` blocks, most recent first (the settings page)."""
+    return list(
+        User.objects.filter(id__in=blocked_ids(viewer))
+        .annotate(
+            since=Block.objects.filter(blocker_id=viewer.id, blocked_id=OuterRef("id")).values(
+                "created_at"
+            )[:1]
+        )
+        .order_by("-since")
+    )
+
+
+def muted_users(viewer: User) -> list[User]:
+    return list(
+        User.objects.filter(id__in=muted_ids(viewer))
+        .annotate(
+            since=Mute.objects.filter(muter_id=viewer.id, muted_id=OuterRef("id")).values(
+                "created_at"
+            )[:1]
+        )
+        .order_by("-since")
+    )
+
+
+@dataclass(slots=True)
+class QueueItem:
+    post: Post
+    reports: list[Report]
+
+    @property
+    def reasons(self) -> list[tuple[str, int]]:
+        """Each reason given, with how many reports gave it, most frequent first."""
+        counts: dict[str, int] = {}
+        for report in self.reports:
+            label = report.get_reason_display()
+            counts[label] = counts.get(label, 0) + 1
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def review_queue() -> list[QueueItem]:
+    """Posts with reports waiting for review: those the reports hid first, then the most
+    reported, oldest post first among equals; two queries. No cursor: the queue changes as
+    staff work through it, and reviewed posts leave it, so the first page is always the next."""
+    posts = list(
+        Post.objects.select_related("author")
+        .filter(open_reports__gt=0)
+        .order_by("-is_hidden", "-open_reports", "id")[:QUEUE_PAGE_SIZE]
+    )
+    reports: dict[int, list[Report]] = {post.id: [] for post in posts}
+    for report in (
+        Report.objects.select_related("reporter")
+        .filter(post_id__in=list(reports), resolved_at=None)
+        .order_by("id")
+    ):
+        reports[report.post_id].append(report)
+    return [QueueItem(post=post, reports=reports[post.id]) for post in posts]
+
+
+def queue_size() -> int:
+    return Post.objects.filter(open_reports__gt=0).count()
+
+
+def hidden_posts(cursor: int | None = None) -> Page[Post]:
+    """Every hidden post, newest first (staff restore them from this list)."""
+    posts = Post.objects.select_related("author").filter(is_hidden=True)
+    if cursor is not None:
+        posts = posts.filter(id__lt=cursor)
+    return make_page(list(posts.order_by("-id")[: QUEUE_PAGE_SIZE + 1]), QUEUE_PAGE_SIZE)
+
+
+def audit_log(cursor: int | None = None) -> Page[ModerationAction]:
+    entries = ModerationAction.objects.all()
+    if cursor is not None:
+        entries = entries.filter(id__lt=cursor)
+    return make_page(list(entries.order_by("-id")[: LOG_PAGE_SIZE + 1]), LOG_PAGE_SIZE)

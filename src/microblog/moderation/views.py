@@ -1,0 +1,151 @@
+"""Reporting posts, blocking and muting accounts, and the staff review queue."""
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from microblog.accounts.models import User
+from microblog.core import ratelimit
+from microblog.core.errors import ServiceError
+from microblog.core.http import safe_next
+from microblog.core.pagination import parse_cursor
+from microblog.moderation import selectors, services
+from microblog.moderation.forms import ReportForm
+from microblog.moderation.models import Action
+from microblog.posts import selectors as post_selectors
+from microblog.posts.models import Post
+
+
+def _reportable_post(request: HttpRequest, post_id: int) -> Post:
+    post = post_selectors.post_for_display(post_id)
+    if post is None or not selectors.can_see(request.user, post):
+        raise Http404("No such post")
+    return post
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def report(request: HttpRequest, post_id: int) -> HttpResponse:
+    post = _reportable_post(request, post_id)
+    if post.author_id == request.user.id:
+        messages.error(request, "You can't report your own post.")
+        return redirect("post_detail", post_id=post.id)
+    form = ReportForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        ratelimit.enforce(request, "reports")
+        try:
+            services.report_create(
+                reporter=request.user,  # type: ignore[arg-type]
+                post_id=post.id,
+                reason=form.cleaned_data["reason"],
+                text=form.cleaned_data["text"],
+            )
+        except ServiceError as error:
+            messages.error(request, error.message)
+            return redirect("post_detail", post_id=post.id)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Thank you. The moderators will review this post.")
+            return redirect("post_detail", post_id=post.id)
+    status = 400 if form.is_bound else 200
+    return render(request, "moderation/report.html", {"post": post, "form": form}, status=status)
+
+
+def _account(username: str) -> User:
+    return get_object_or_404(User, username__iexact=username)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def block(request: HttpRequest, username: str) -> HttpResponse:
+    """GET: what blocking does, with the button; POST: block."""
+    target = _account(username)
+    if request.method == "GET":
+        return render(request, "moderation/block.html", {"target": target})
+    try:
+        if services.block_create(blocker=request.user, blocked=target):  # type: ignore[arg-type]
+            messages.success(request, f"You blocked {target.username}.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect(safe_next(request, f"/@{target.username}"))
+
+
+@login_required
+@require_POST
+def unblock(request: HttpRequest, username: str) -> HttpResponse:
+    target = _account(username)
+    if services.block_delete(blocker=request.user, blocked=target):  # type: ignore[arg-type]
+        messages.success(request, f"You unblocked {target.username}.")
+    return redirect(safe_next(request, f"/@{target.username}"))
+
+
+@login_required
+@require_POST
+def mute(request: HttpRequest, username: str) -> HttpResponse:
+    target = _account(username)
+    try:
+        if services.mute_create(muter=request.user, muted=target):  # type: ignore[arg-type]
+            messages.success(request, f"You muted {target.username}. Their posts leave your feeds.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect(safe_next(request, f"/@{target.username}"))
+
+
+@login_required
+@require_POST
+def unmute(request: HttpRequest, username: str) -> HttpResponse:
+    target = _account(username)
+    if services.mute_delete(muter=request.user, muted=target):  # type: ignore[arg-type]
+        messages.success(request, f"You unmuted {target.username}.")
+    return redirect(safe_next(request, f"/@{target.username}"))
+
+
+@staff_member_required
+@require_safe
+def queue(request: HttpRequest) -> HttpResponse:
+    context = {
+        "items": selectors.review_queue(),
+        "waiting": selectors.queue_size(),
+        "tab": "queue",
+    }
+    return render(request, "moderation/queue.html", context)
+
+
+@staff_member_required
+@require_safe
+def hidden(request: HttpRequest) -> HttpResponse:
+    page = selectors.hidden_posts(parse_cursor(request.GET.get("cursor")))
+    return render(request, "moderation/hidden.html", {"page": page, "tab": "hidden"})
+
+
+@staff_member_required
+@require_safe
+def log(request: HttpRequest) -> HttpResponse:
+    page = selectors.audit_log(parse_cursor(request.GET.get("cursor")))
+    return render(request, "moderation/log.html", {"page": page, "tab": "log"})
+
+
+REVIEW_DONE = {
+    Action.HIDE: "The post is hidden.",
+    Action.RESTORE: "The post is visible again.",
+    Action.DISMISS: "The reports were dismissed.",
+}
+
+
+@staff_member_required
+@require_POST
+def review(request: HttpRequest, post_id: int, action: str) -> HttpResponse:
+    if action not in REVIEW_DONE:
+        raise Http404("No such review action")
+    try:
+        services.review(staff=request.user, post_id=post_id, action=action)  # type: ignore[arg-type]
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, REVIEW_DONE[Action(action)])
+    return redirect(safe_next(request, "/staff/moderation"))
