@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User
 from microblog.accounts.services import user_update_profile
 from microblog.follows.models import Follow
+from microblog.moderation.models import Block, ModerationAction, Mute, Report
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
 from microblog.posts.services import post_create
 from tests.conftest import PASSWORD, refreshed
@@ -55,8 +56,11 @@ CONTROL_CASES = [
 # --- helpers --------------------------------------------------------------------------------
 
 
-def counts() -> tuple[int, int, int]:
-    return User.objects.count(), Post.objects.count(), Follow.objects.count()
+def counts() -> tuple[int, int, int, int]:
+    """Rows that a refused request must not add or remove (moderation rows: reports, blocks,
+    mutes and audit log entries, together)."""
+    moderation = sum(model.objects.count() for model in (Report, Block, Mute, ModerationAction))
+    return User.objects.count(), Post.objects.count(), Follow.objects.count(), moderation
 
 
 @pytest.fixture
@@ -532,6 +536,12 @@ POST_FORMS = [
     ("/posts/{post_id}/delete", True, {}),
     ("/@bob/follow", True, {}),
     ("/@bob/unfollow", True, {}),
+    ("/posts/{post_id}/report", True, {"reason": "spam"}),
+    ("/@bob/block", True, {}),
+    ("/@bob/unblock", True, {}),
+    ("/@bob/mute", True, {}),
+    ("/@bob/unmute", True, {}),
+    ("/staff/moderation/posts/{post_id}/hide", True, {}),
 ]
 
 
@@ -589,6 +599,11 @@ WRONG_METHODS = [
     ("put", "/@alice/followers", "GET, HEAD"),
     ("post", "/@alice/following", "GET, HEAD"),
     ("post", "/up", "GET, HEAD"),
+    ("put", "/posts/{post_id}/report", "GET, POST"),
+    ("put", "/@bob/block", "GET, POST"),
+    ("get", "/@bob/unblock", "POST"),
+    ("get", "/@bob/mute", "POST"),
+    ("get", "/@bob/unmute", "POST"),
 ]
 
 
@@ -816,7 +831,7 @@ def test_sql_like_text_is_stored_verbatim_and_tables_survive(alice: User) -> Non
     assert refreshed(alice).description == SQL
     assert Client().post("/login", {"username": SQL, "password": SQL}).status_code == 400
     # Every table is still there and readable.
-    assert counts() == (1, 1, 0)
+    assert counts() == (1, 1, 0, 0)
     assert SQL in html.unescape(Client().get("/all").content.decode())
 
 
@@ -975,7 +990,7 @@ def test_post_create_stores_clean_text_or_refuses_and_saves_nothing(
         assert stored == trimmed(content)
         assert 1 <= len(stored) <= CONTENT_MAX_LENGTH
         assert not any(is_invisible_control(c) for c in stored)
-        assert counts() == (before[0], before[1] + 1, before[2])
+        assert counts() == (before[0], before[1] + 1, *before[2:])
 
 
 @PROPERTY_SETTINGS

@@ -25,6 +25,7 @@ from microblog.accounts.models import User
 from microblog.core import dashboard, maintenance, scheduler
 from microblog.core.models import ScheduledJob
 from microblog.follows.services import follow_create
+from microblog.moderation.services import report_create
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from microblog.timelines import fanout
@@ -337,7 +338,8 @@ def test_reconcile_counters_reports_and_fixes_drift(settings, make_user):
     follow_create(follower=carol, followed=alice)  # alice: 2 followers, a celebrity
     follow_create(follower=alice, followed=bob)
     post = post_create(author=alice, content="hi")
-    post_create(author=bob, content="reply", parent_id=post.id)
+    reply = post_create(author=bob, content="reply", parent_id=post.id)
+    report_create(reporter=carol, post_id=reply.id, reason="spam")
 
     def run(*args: str) -> str:
         out = StringIO()
@@ -349,7 +351,8 @@ def test_reconcile_counters_reports_and_fixes_drift(settings, make_user):
     User.objects.filter(id=alice.id).update(followers_count=F("followers_count") + 5)
     User.objects.filter(id=bob.id).update(following_count=7, posts_count=0)
     User.objects.filter(id=carol.id).update(is_celebrity=True)
-    Post.objects.filter(id=post.id).update(replies_count=3)
+    Post.objects.filter(id=post.id).update(replies_count=3, open_reports=2)
+    Post.objects.filter(id=reply.id).update(open_reports=0)
 
     dry = run("--dry-run")
     assert "would fix" in dry
@@ -361,7 +364,9 @@ def test_reconcile_counters_reports_and_fixes_drift(settings, make_user):
     assert f"user.posts_count of #{bob.id}: stored 0, actual 1" in output
     assert f"post.replies_count of #{post.id}: stored 3, actual 1" in output
     assert f"user.is_celebrity of #{carol.id}: stored 1, actual 0" in output
-    assert "Drift found in 5 counters" in output
+    assert f"post.open_reports of #{post.id}: stored 2, actual 0" in output
+    assert f"post.open_reports of #{reply.id}: stored 0, actual 1" in output
+    assert "Drift found in 7 counters" in output
     assert "; fixed." in output
     assert dry.replace("would fix", "fixed") == output
 
@@ -370,4 +375,5 @@ def test_reconcile_counters_reports_and_fixes_drift(settings, make_user):
     assert (bob.followers_count, bob.following_count, bob.posts_count) == (1, 1, 1)
     assert alice.is_celebrity and not carol.is_celebrity
     assert Post.objects.get(id=post.id).replies_count == 1
+    assert Post.objects.get(id=reply.id).open_reports == 1
     assert run() == "No drift: every counter matches the rows it counts.\n"

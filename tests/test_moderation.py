@@ -480,3 +480,28 @@ def test_feed_pages_stay_full_when_many_entries_are_filtered(
     first = client.get("/")
     assert shown_ids(first) == sorted(visible, reverse=True)[:20]
     assert not set(muted) & set(shown_ids(first))
+
+
+def test_deleting_accounts_keeps_reports_counted_and_the_log(
+    alice, bob, make_user, make_post, staff
+):
+    """A reporter's report stays (anonymous) so the count stays true; blocks and mutes of a
+    deleted account go with it; the log keeps the moderator's name."""
+    from microblog.accounts.services import user_delete
+    from tests.conftest import PASSWORD
+
+    carol = make_user("carol")
+    post = make_post(alice, "reported")
+    report_create(reporter=bob, post_id=post.id, reason="spam")
+    block_create(blocker=bob, blocked=carol)
+    mute_create(muter=carol, muted=bob)
+    review(staff=staff, post_id=make_post(alice, "other").id, action="hide")
+
+    user_delete(user=bob, password=PASSWORD)
+    user_delete(user=staff, password=PASSWORD)
+
+    report = Report.objects.get()
+    assert report.reporter_id is None and refreshed_post(post).open_reports == 1
+    assert not Block.objects.exists() and not Mute.objects.exists()
+    entry = ModerationAction.objects.get(action="hide")
+    assert entry.actor_id is None and entry.actor_username == "moderator"

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
+from microblog.moderation.models import Report as ModerationReport
 from microblog.posts.models import Post
 
 
@@ -76,6 +77,19 @@ def reconcile(*, fix: bool) -> Report:
         report.drifts.append(Drift("post.replies_count", post_id, stored, actual))
         if fix:
             Post.objects.filter(id=post_id).update(replies_count=actual)
+    # Open reports: only posts that have reports, or claim some, can drift.
+    open_reports = ModerationReport.objects.filter(resolved_at=None)
+    suspects = Post.objects.filter(Q(open_reports__gt=0) | Q(id__in=open_reports.values("post_id")))
+    reports = (
+        suspects.annotate(actual=_count(open_reports, "post_id"))
+        .exclude(open_reports=F("actual"))
+        .order_by("id")
+        .values_list("id", "open_reports", "actual")
+    )
+    for post_id, stored, actual in reports.iterator():
+        report.drifts.append(Drift("post.open_reports", post_id, stored, actual))
+        if fix:
+            Post.objects.filter(id=post_id).update(open_reports=actual)
     threshold = settings.FANOUT_CELEBRITY_FOLLOWERS
     flags = User.objects.filter(
         Q(is_celebrity=True, followers_count__lte=threshold)
