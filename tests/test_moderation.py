@@ -505,3 +505,18 @@ def test_deleting_accounts_keeps_reports_counted_and_the_log(
     assert not Block.objects.exists() and not Mute.objects.exists()
     entry = ModerationAction.objects.get(action="hide")
     assert entry.actor_id is None and entry.actor_username == "moderator"
+
+
+def test_the_admin_lists_reports_and_the_log_read_only(
+    alice, bob, make_post, make_user, client_for
+):
+    root = make_user("root", is_staff=True, is_superuser=True)
+    post = make_post(alice, "in the admin")
+    report_create(reporter=bob, post_id=post.id, reason="spam")
+    review(staff=root, post_id=post.id, action="hide")
+    client = client_for(root)
+    for path in ("/admin/moderation/report/", "/admin/moderation/moderationaction/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert f"{path}add/" not in response.content.decode()  # no way to add a record
+    assert client.get(f"/admin/posts/post/{post.id}/change/").status_code == 200

@@ -8,11 +8,21 @@ from microblog.posts.services import post_delete
 
 @admin.register(Post)
 class PostAdmin(admin.ModelAdmin):
-    list_display = ("id", "author", "short_content", "parent_id", "replies_count", "created_at")
+    list_display = (
+        "id",
+        "author",
+        "short_content",
+        "parent_id",
+        "replies_count",
+        "is_hidden",
+        "open_reports",
+        "created_at",
+    )
     list_select_related = ("author",)
     search_fields = ("content",)
     raw_id_fields = ("author", "parent")
-    readonly_fields = ("id", "replies_count", "created_at")
+    # Moderation state changes only through the review queue (/staff/moderation), which logs it.
+    readonly_fields = ("id", "replies_count", "created_at", "is_hidden", "open_reports")
     ordering = ("-id",)
     show_full_result_count = False
 
