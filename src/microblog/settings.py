@@ -279,9 +279,10 @@ TASKS = {
     }
 }
 
-# Fan-out (timelines.fanout): see docs/architecture.md.
 # Moderation: a post with this many unreviewed reports is hidden until staff review it.
 REPORTS_TO_HIDE = env_int("REPORTS_TO_HIDE", 5)
+
+# Fan-out (timelines.fanout): see docs/architecture.md.
 FANOUT_CELEBRITY_FOLLOWERS = env_int("FANOUT_CELEBRITY_FOLLOWERS", 10_000)
 FANOUT_INACTIVE_DAYS = env_int("FANOUT_INACTIVE_DAYS", 30)
 FEED_MAX_ENTRIES = env_int("FEED_MAX_ENTRIES", 800)
