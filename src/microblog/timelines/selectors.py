@@ -27,6 +27,12 @@ def posts_for_display() -> QuerySet[Post]:
     return Post.objects.select_related("author", "parent__author")
 
 
+def top_level_posts() -> QuerySet[Post]:
+    """Top-level posts with their authors: no parent to join (two joins fewer to build and run
+    on every For You, All and profile page)."""
+    return Post.objects.select_related("author").filter(parent__isnull=True)
+
+
 def _newest_first(queryset: QuerySet[Post], cursor: int | None) -> Page[Post]:
     if cursor is not None:
         queryset = queryset.filter(id__lt=cursor)
@@ -56,7 +62,8 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     if upper > horizon:
         sql, params = _feed_ids_sql(user.id, upper, horizon, size + 1)
         ids = RawSQL(sql, params)  # noqa: S611 (table names from models, values bound)
-        posts = list(posts_for_display().filter(id__in=ids).order_by("-id"))
+        # Stored entries and celebrities' merged posts are top-level posts only.
+        posts = list(Post.objects.select_related("author").filter(id__in=ids).order_by("-id"))
     if len(posts) <= size and horizon > 0:
         # The stored feed ends at the horizon; continue below it with the pull query.
         posts += (
@@ -138,10 +145,8 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
 def for_you_pull_query(user: User) -> QuerySet[Post]:
     """The reference For You: computed from posts and follows alone (the fan-out is tested
     against it, and it serves readers and pages the stored feed does not cover)."""
-    return posts_for_display().filter(
-        Q(author_id=user.id) | Q(author_id__in=followed_ids(user)),
-        in_feeds(user),
-        parent__isnull=True,
+    return top_level_posts().filter(
+        Q(author_id=user.id) | Q(author_id__in=followed_ids(user)), in_feeds(user)
     )
 
 
@@ -184,12 +189,12 @@ def following_since(user: User, since: int) -> Page[Post]:
 
 def everyone(viewer: Viewer, cursor: int | None = None) -> Page[Post]:
     """Every top-level post: the public timeline."""
-    return _newest_first(posts_for_display().filter(in_feeds(viewer), parent__isnull=True), cursor)
+    return _newest_first(top_level_posts().filter(in_feeds(viewer)), cursor)
 
 
 def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Post]:
     """One user's top-level posts, as `viewer` may see them."""
     return _newest_first(
-        posts_for_display().filter(on_pages(viewer), author_id=author.id, parent__isnull=True),
+        top_level_posts().filter(on_pages(viewer), author_id=author.id),
         cursor,
     )
