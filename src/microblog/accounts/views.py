@@ -4,8 +4,9 @@ from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from microblog.accounts import services
@@ -17,7 +18,7 @@ from microblog.accounts.forms import (
     SignUpForm,
 )
 from microblog.accounts.models import User
-from microblog.core import ratelimit
+from microblog.core import ratelimit, sqlcache
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
@@ -160,7 +161,15 @@ def settings_delete(request: HttpRequest) -> HttpResponse:
 
 
 def _profile_user(username: str) -> User:
-    return get_object_or_404(User, username__iexact=username)
+    # Compiled once per process (core.sqlcache): every profile and people page starts here.
+    found = sqlcache.fetch("accounts.user_by_username", _user_by_username, username)
+    if not found:
+        raise Http404("No such user")
+    return found[0]
+
+
+def _user_by_username(username: str) -> QuerySet[User]:
+    return User.objects.filter(username__iexact=username)[:1]
 
 
 @require_safe

@@ -1,11 +1,14 @@
 """The Jinja2 environment for the app's pages: URL and static helpers, times, avatars."""
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.contrib.messages import get_messages
-from django.templatetags.static import static
-from django.urls import reverse
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.templatetags.static import static as django_static
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.csp import CONTEXT_KEY as CSP_CONTEXT_KEY
 from django.utils.html import format_html
@@ -14,7 +17,33 @@ from jinja2.runtime import Context
 
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:
-    return reverse(name, args=args or None, kwargs=kwargs or None)
+    """reverse(), remembered: a page builds the same few links on every request (the top bar
+    alone has eight), and each reverse() walks the URL resolver. The key holds what reverse()
+    depends on besides its arguments: the script prefix and the request's URLconf."""
+    if kwargs:
+        return reverse(name, args=args or None, kwargs=kwargs)
+    try:
+        return _reverse(get_script_prefix(), get_urlconf(), name, args)
+    except TypeError:  # an argument that cannot be a cache key
+        return reverse(name, args=args or None)
+
+
+@lru_cache(maxsize=4096)
+def _reverse(prefix: str, urlconf: Any, name: str, args: tuple[Any, ...]) -> str:
+    return reverse(name, args=args or None, urlconf=urlconf)
+
+
+@lru_cache(maxsize=256)
+def static(path: str) -> str:
+    """The URL of a static file, remembered (the storage's answer depends only on settings)."""
+    return django_static(path)
+
+
+@receiver(setting_changed)
+def _forget_urls(**kwargs: Any) -> None:
+    """Tests that change settings (STATIC_URL, ROOT_URLCONF, ...) get fresh URLs."""
+    _reverse.cache_clear()
+    static.cache_clear()
 
 
 def profile_path(username: str) -> str:

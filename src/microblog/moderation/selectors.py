@@ -10,12 +10,13 @@ cost no extra query and take effect on the next page load.
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from microblog.accounts.models import User
+from microblog.core import sqlcache
 from microblog.core.pagination import Page, make_page
 from microblog.follows.models import Follow
 from microblog.moderation.models import Block, ModerationAction, Mute, Report
@@ -27,20 +28,12 @@ QUEUE_PAGE_SIZE = 20
 LOG_PAGE_SIZE = 50
 
 
-def blocked_ids(viewer: User) -> QuerySet[Block, int]:
-    return Block.objects.filter(blocker_id=viewer.id).values_list("blocked_id", flat=True)
+def blocked_ids(viewer_id: int) -> QuerySet[Block, int]:
+    return Block.objects.filter(blocker_id=viewer_id).values_list("blocked_id", flat=True)
 
 
-def muted_ids(viewer: User) -> QuerySet[Mute, int]:
-    return Mute.objects.filter(muter_id=viewer.id).values_list("muted_id", flat=True)
-
-
-def _not_hidden(viewer: Viewer) -> Q:
-    if not viewer.is_authenticated:
-        return Q(is_hidden=False)
-    if viewer.is_staff:
-        return Q()
-    return Q(is_hidden=False) | Q(author_id=viewer.id)
+def muted_ids(viewer_id: int) -> QuerySet[Mute, int]:
+    return Mute.objects.filter(muter_id=viewer_id).values_list("muted_id", flat=True)
 
 
 def in_feeds(viewer: Viewer) -> Q:
@@ -50,16 +43,24 @@ def in_feeds(viewer: Viewer) -> Q:
     # Staff read feeds like everyone else; they see hidden posts on pages and in the queue.
     return (
         (Q(is_hidden=False) | Q(author_id=viewer.id))
-        & ~Q(author_id__in=blocked_ids(viewer))
-        & ~Q(author_id__in=muted_ids(viewer))
+        & ~Q(author_id__in=blocked_ids(viewer.id))
+        & ~Q(author_id__in=muted_ids(viewer.id))
     )
 
 
 def on_pages(viewer: Viewer) -> Q:
     """Posts a profile or thread may show `viewer`."""
     if not viewer.is_authenticated:
-        return _not_hidden(viewer)
-    return _not_hidden(viewer) & ~Q(author_id__in=blocked_ids(viewer))
+        return on_pages_for(None)
+    return on_pages_for(viewer.id, staff=viewer.is_staff)
+
+
+def on_pages_for(viewer_id: int | None, *, staff: bool = False) -> Q:
+    """on_pages() from the viewer's id (None: a visitor), for queries compiled once."""
+    if viewer_id is None:
+        return Q(is_hidden=False)
+    visible = Q() if staff else Q(is_hidden=False) | Q(author_id=viewer_id)
+    return visible & ~Q(author_id__in=blocked_ids(viewer_id))
 
 
 def can_see(viewer: Viewer, post: Post) -> bool:
@@ -100,27 +101,32 @@ class Relationship:
 
 
 def relationship(viewer: Viewer, other: User) -> Relationship:
-    """How `viewer` stands to `other`, for a profile's buttons: one query."""
+    """How `viewer` stands to `other`, for a profile's buttons: one query, compiled once per
+    process (core.sqlcache; four EXISTS subqueries were the costliest compile of a profile)."""
     if not viewer.is_authenticated or viewer.id == other.id:
         return Relationship()
-    row = (
-        User.objects.filter(id=other.id)
+    rows = sqlcache.fetch("moderation.relationship", _relationship_row, other.id, viewer.id)
+    return Relationship(**rows[0]) if rows else Relationship()
+
+
+def _relationship_row(other_id: int, viewer_id: int) -> QuerySet[Any, Any]:
+    return (
+        User.objects.filter(id=other_id)
         .annotate(
-            following=Exists(Follow.objects.filter(follower_id=viewer.id, followed_id=other.id)),
-            blocking=Exists(Block.objects.filter(blocker_id=viewer.id, blocked_id=other.id)),
-            blocked_by=Exists(Block.objects.filter(blocker_id=other.id, blocked_id=viewer.id)),
-            muting=Exists(Mute.objects.filter(muter_id=viewer.id, muted_id=other.id)),
+            following=Exists(Follow.objects.filter(follower_id=viewer_id, followed_id=other_id)),
+            blocking=Exists(Block.objects.filter(blocker_id=viewer_id, blocked_id=other_id)),
+            blocked_by=Exists(Block.objects.filter(blocker_id=other_id, blocked_id=viewer_id)),
+            muting=Exists(Mute.objects.filter(muter_id=viewer_id, muted_id=other_id)),
         )
         .values("following", "blocking", "blocked_by", "muting")
-        .first()
+        .order_by()[:1]
     )
-    return Relationship(**row) if row else Relationship()
 
 
 def blocked_users(viewer: User) -> list[User]:
     """The accounts `viewer` blocks, most recent first (the settings page)."""
     return list(
-        User.objects.filter(id__in=blocked_ids(viewer))
+        User.objects.filter(id__in=blocked_ids(viewer.id))
         .annotate(
             since=Block.objects.filter(blocker_id=viewer.id, blocked_id=OuterRef("id")).values(
                 "created_at"
@@ -132,7 +138,7 @@ def blocked_users(viewer: User) -> list[User]:
 
 def muted_users(viewer: User) -> list[User]:
     return list(
-        User.objects.filter(id__in=muted_ids(viewer))
+        User.objects.filter(id__in=muted_ids(viewer.id))
         .annotate(
             since=Mute.objects.filter(muter_id=viewer.id, muted_id=OuterRef("id")).values(
                 "created_at"

@@ -4,16 +4,19 @@ Views call only these functions, so how a feed is built can change without touch
 Each is an index range scan plus one query that loads the posts with their authors.
 """
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from microblog.accounts.models import User
+from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.follows.models import Follow
 from microblog.moderation.models import Block, Mute
-from microblog.moderation.selectors import Viewer, in_feeds, on_pages
+from microblog.moderation.selectors import Viewer, in_feeds, on_pages_for
 from microblog.posts.models import Post
 from microblog.timelines import fanout
 from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, USERS
@@ -60,10 +63,9 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     horizon = user.feed_horizon
     posts: list[Post] = []
     if upper > horizon:
-        sql, params = _feed_ids_sql(user.id, upper, horizon, size + 1)
-        ids = RawSQL(sql, params)  # noqa: S611 (table names from models, values bound)
-        # Stored entries and celebrities' merged posts are top-level posts only.
-        posts = list(Post.objects.select_related("author").filter(id__in=ids).order_by("-id"))
+        # Compiled once per process (core.sqlcache): building and compiling this QuerySet cost
+        # more CPU than PostgreSQL spends running it.
+        posts = sqlcache.fetch(f"timelines.for_you.{size}", _feed_page, user.id, upper, horizon)
     if len(posts) <= size and horizon > 0:
         # The stored feed ends at the horizon; continue below it with the pull query.
         posts += (
@@ -72,6 +74,13 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
             .order_by("-id")[: size + 1 - len(posts)]
         )
     return make_page(posts, size)
+
+
+def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
+    sql, params = _feed_ids_sql(user_id, upper, horizon, settings.PAGE_SIZE + 1)
+    ids = RawSQL(sql, params)  # noqa: S611 (table names from models, values bound)
+    # Stored entries and celebrities' merged posts are top-level posts only: no parent joins.
+    return Post.objects.select_related("author").filter(id__in=ids).order_by("-id")
 
 
 def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[str, list[int]]:
@@ -193,8 +202,34 @@ def everyone(viewer: Viewer, cursor: int | None = None) -> Page[Post]:
 
 
 def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Post]:
-    """One user's top-level posts, as `viewer` may see them."""
-    return _newest_first(
-        top_level_posts().filter(on_pages(viewer), author_id=author.id),
-        cursor,
-    )
+    """One user's top-level posts, as `viewer` may see them.
+
+    Compiled once per process and kind of viewer (core.sqlcache): the query's shape depends on
+    whether the viewer is a visitor, staff or anyone else, its values on who they are."""
+    size = settings.PAGE_SIZE
+    upper = cursor if cursor is not None else MAX_ID
+    build: Callable[..., QuerySet[Post]]
+    args: tuple[int, ...]
+    if not viewer.is_authenticated:
+        build, args = _profile_for_visitors, (author.id, upper)
+    else:
+        build = _profile_for_staff if viewer.is_staff else _profile_for_users
+        args = (author.id, upper, viewer.id)
+    return make_page(sqlcache.fetch(f"timelines.{build.__name__}.{size}", build, *args), size)
+
+
+def _profile_posts(author_id: int, upper: int, visible: Q) -> QuerySet[Post]:
+    posts = top_level_posts().filter(visible, author_id=author_id, id__lt=upper)
+    return posts.order_by("-id")[: settings.PAGE_SIZE + 1]
+
+
+def _profile_for_visitors(author_id: int, upper: int) -> QuerySet[Post]:
+    return _profile_posts(author_id, upper, on_pages_for(None))
+
+
+def _profile_for_users(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post]:
+    return _profile_posts(author_id, upper, on_pages_for(viewer_id))
+
+
+def _profile_for_staff(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post]:
+    return _profile_posts(author_id, upper, on_pages_for(viewer_id, staff=True))

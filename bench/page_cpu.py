@@ -1,0 +1,290 @@
+"""Python CPU per page, measured in-process through the WSGI handler (no HTTP server, no load
+generator), for one or more source trees in alternating rounds, so a change is measured as a
+ratio against its baseline in the same run on the same (shared, noisy) machine.
+
+Each round starts one fresh process per tree (PYTHONPATH=<tree>), which signs in a few seeded
+readers (sessions made directly, no password hashing), warms up every page, then calls the WSGI
+application for each page `--requests` times in a row and reports the CPU time of the process
+(time.process_time: this process only; PostgreSQL's time is not in it) and the wall time.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mb_perf_seed .venv/bin/python \\
+        bench/page_cpu.py --fixture /tmp/load_fixture.json \\
+        --trees /tmp/base/src,src --pages for_you,profile,thread --requests 300 --rounds 4
+
+One tree under cProfile (top 40 functions of each page on stderr):
+
+    PYTHONPATH=src DATABASE_URL=... .venv/bin/python bench/page_cpu.py --worker --profile 40 \\
+        --fixture /tmp/load_fixture.json --pages for_you
+
+The fixture is the one bench/load_setup.py writes (readers, the celebrity, the 200-reply thread).
+Production settings: DEBUG=0, rate limits off, request log at WARNING (as `make bench`).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PAGES = (
+    "up",
+    "for_you",
+    "for_you_p2",
+    "following",
+    "profile",
+    "thread",
+    "all",
+    "post",
+    "signed_out",
+)
+CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters: an unmasked CSRF secret
+
+
+def worker(args: argparse.Namespace) -> None:
+    import atexit
+    import shutil
+    import tempfile
+
+    # As under `microblog serve`: metrics in multiprocess mode (files in this directory).
+    metrics_dir = tempfile.mkdtemp(prefix="page-cpu-metrics-")
+    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ.update(
+        {
+            "DEBUG": "0",
+            "SECRET_KEY": "bench-only-" + "x" * 50,
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+            "SECURE_HSTS_SECONDS": "0",
+            "RATELIMIT_ENABLED": "0",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            "DJANGO_SETTINGS_MODULE": "microblog.settings",
+        }
+    )
+    import django
+
+    django.setup()
+    import io
+    import re
+
+    from django.core.wsgi import get_wsgi_application
+    from django.test import Client
+
+    from microblog.accounts.models import User
+
+    fixture = json.loads(Path(args.fixture).read_text())
+    app = get_wsgi_application()
+    names = fixture["readers"][: args.users]
+    cookies = []
+    for user in User.objects.filter(username__in=names):
+        client = Client()
+        client.force_login(user)
+        cookies.append(f"sessionid={client.cookies['sessionid'].value}; csrftoken={CSRF}")
+
+    def environ(path: str, cookie: str | None, body: bytes = b"") -> dict:
+        path, _, query = path.partition("?")
+        env = {
+            "REQUEST_METHOD": "POST" if body else "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8400",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "127.0.0.1:8400",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.version": (1, 0),
+        }
+        if cookie:
+            env["HTTP_COOKIE"] = cookie
+        if body:
+            env["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
+            env["CONTENT_LENGTH"] = str(len(body))
+        return env
+
+    def call(path: str, cookie: str | None, body: bytes = b"") -> tuple[str, bytes]:
+        status: list[str] = []
+        chunks = app(environ(path, cookie, body), lambda s, h, e=None: status.append(s))
+        try:
+            content = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        return status[0], content
+
+    # Page 2 of each reader's For You, through the "Load more" cursor of page 1.
+    cursor_re = re.compile(rb'class="load-more[^"]*" href="\?cursor=(\d+)"')
+    page2 = {}
+    for cookie in cookies:
+        _, content = call("/", cookie)
+        match = cursor_re.search(content)
+        page2[cookie] = "/?cursor=" + match.group(1).decode() if match else "/"
+    post_n = [0]
+
+    def request(page: str, n: int) -> tuple[str, bytes]:
+        cookie = cookies[n % len(cookies)]
+        if page == "up":
+            return call("/up", cookie)
+        if page == "for_you":
+            return call("/", cookie)
+        if page == "for_you_p2":
+            return call(page2[cookie], cookie)
+        if page == "following":
+            return call("/following", cookie)
+        if page == "profile":
+            return call("/@" + fixture["celebrity"], cookie)
+        if page == "thread":
+            return call("/posts/" + fixture["thread_id"], cookie)
+        if page == "all":
+            return call("/all", cookie)
+        if page == "signed_out":
+            return call("/all", None)
+        if page == "post":
+            post_n[0] += 1
+            body = f"csrfmiddlewaretoken={CSRF}&content=page_cpu+{time.time_ns()}+{post_n[0]}"
+            return call("/posts", cookie, body.encode())
+        raise SystemExit(f"unknown page {page}")
+
+    expected = {"post": "302"}
+    for page in args.pages:  # warm-up: templates, prepared statements, caches
+        for n in range(max(len(cookies), 20)):
+            status, _ = request(page, n)
+            if not status.startswith(expected.get(page, "200")):
+                raise SystemExit(f"{page}: {status}")
+    results = {}
+    for page in args.pages:
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for n in range(args.requests):
+            request(page, n)
+        cpu1, wall1 = time.process_time(), time.perf_counter()
+        if args.profile:
+            profiler.disable()
+            stats = pstats.Stats(profiler, stream=sys.stderr)
+            print(f"--- {page}: cumulative ---", file=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(args.profile)
+            print(f"--- {page}: own time ---", file=sys.stderr)
+            stats.sort_stats("tottime").print_stats(args.profile)
+        results[page] = {
+            "cpu_us": (cpu1 - cpu0) / args.requests * 1e6,
+            "wall_us": (wall1 - wall0) / args.requests * 1e6,
+        }
+    print("PAGE_CPU " + json.dumps(results), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fixture", default="/tmp/load_fixture.json")
+    parser.add_argument("--trees", default=str(HERE.parent / "src"))
+    parser.add_argument("--pages", default="for_you,profile,thread")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--worker", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="with --worker: cProfile each page and print its N top functions to stderr",
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    args.pages = [p for p in args.pages.split(",") if p]
+    for page in args.pages:
+        if page not in PAGES:
+            sys.exit(f"unknown page {page}; known: {', '.join(PAGES)}")
+    if args.worker:
+        worker(args)
+        return
+    trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
+    samples: dict[str, dict[str, list[dict]]] = {t: {p: [] for p in args.pages} for t in trees}
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    loads = [os.getloadavg()[0]]
+    for round_no in range(args.rounds):
+        order = trees if round_no % 2 == 0 else list(reversed(trees))
+        for tree in order:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    "--fixture",
+                    args.fixture,
+                    "--pages",
+                    ",".join(args.pages),
+                    "--requests",
+                    str(args.requests),
+                    "--users",
+                    str(args.users),
+                ],
+                env={**os.environ, "PYTHONPATH": tree},
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            line = next((x for x in out.stdout.splitlines() if x.startswith("PAGE_CPU ")), None)
+            if line is None:
+                sys.exit(f"{tree}: no result\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+            for page, figures in json.loads(line.removeprefix("PAGE_CPU ")).items():
+                samples[tree][page].append(figures)
+            loads.append(os.getloadavg()[0])
+            print(
+                f"round {round_no + 1} {tree}: "
+                + ", ".join(f"{p} {samples[tree][p][-1]['cpu_us']:.0f} us" for p in args.pages),
+                flush=True,
+            )
+    base = trees[0]
+    report: dict = {
+        "date": started,
+        "requests": args.requests,
+        "rounds": args.rounds,
+        "load_average": [min(loads), max(loads)],
+        "trees": {},
+    }
+    print(
+        f"\nCPU per request (us): median of {args.rounds} rounds, ratio to the first tree "
+        f"(and the fastest round); load average {min(loads):.2f}-{max(loads):.2f}"
+    )
+    print("| page | " + " | ".join(trees) + " |")
+    print("|---|" + "---|" * len(trees))
+    for page in args.pages:
+        cells = []
+        base_cpu = statistics.median(s["cpu_us"] for s in samples[base][page])
+        base_low = min(s["cpu_us"] for s in samples[base][page])
+        for tree in trees:
+            cpu = statistics.median(s["cpu_us"] for s in samples[tree][page])
+            low = min(s["cpu_us"] for s in samples[tree][page])
+            wall = statistics.median(s["wall_us"] for s in samples[tree][page])
+            report["trees"].setdefault(tree, {})[page] = {
+                "cpu_us": round(cpu),
+                "cpu_us_min": round(low),
+                "wall_us": round(wall),
+                "cpu_ratio": round(cpu / base_cpu, 3),
+                "cpu_ratio_min": round(low / base_low, 3),
+                "rounds_cpu_us": [round(s["cpu_us"]) for s in samples[tree][page]],
+            }
+            cells.append(f"{cpu:,.0f} x{cpu / base_cpu:.2f} (min {low:,.0f} x{low / base_low:.2f})")
+        print(f"| {page} | " + " | ".join(cells) + " |")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
