@@ -143,6 +143,29 @@ def failed_jobs() -> list[tuple[str, str]]:
     )
 
 
+def bulk_followers(author: User, count: int, prefix: str) -> None:
+    """`count` active users following `author`, in three statements."""
+    users, follows = User._meta.db_table, Follow._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {users} (password, is_superuser, username, email, is_staff, is_active,
+                date_joined, description, followers_count, following_count, posts_count,
+                last_seen_at, is_celebrity, feed_horizon, updated_at)
+            SELECT '!', false, %s || g, '', false, true, now(), '', 0, 1, 0, now(), false, 0,
+                now()
+            FROM generate_series(1, %s) AS g
+            """,
+            [prefix, count],
+        )
+        cursor.execute(
+            f"INSERT INTO {follows} (follower_id, followed_id, created_at) "
+            f"SELECT id, %s, now() FROM {users} WHERE username LIKE %s",
+            [author.id, f"{prefix}%"],
+        )
+    User.objects.filter(id=author.id).update(followers_count=count)
+
+
 # --- Invariants ---------------------------------------------------------------------------
 
 

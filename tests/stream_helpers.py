@@ -180,12 +180,18 @@ class EventStream:
         return None
 
     def next_post(self, timeout: float = 5.0) -> dict[str, Any] | None:
-        event = self.next(timeout)
-        if event is None:
-            return None
-        data: dict[str, Any] = json.loads(event["data"])
-        data["event_id"] = event["id"]
-        return data
+        """The next `post` event (other events, such as reply counts, are passed over)."""
+        deadline = time.monotonic() + timeout
+        for _ in range(10_000):
+            event = self.next(max(0.0, deadline - time.monotonic()))
+            if event is None:
+                return None
+            if event.get("event") != "post":
+                continue
+            data: dict[str, Any] = json.loads(event["data"])
+            data["event_id"] = event["id"]
+            return data
+        return None
 
     def close(self) -> None:
         self.response.close()

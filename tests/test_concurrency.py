@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import connections
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -29,6 +29,7 @@ from microblog.timelines.models import FeedEntry
 from tests.jobs_helpers import (
     assert_counters_exact,
     assert_feeds_match_pull_query,
+    bulk_followers,
     failed_jobs,
     run_worker_batch,
     wait_until_drained,
@@ -78,29 +79,6 @@ def reply_or_parent_gone(author: User, parent_id: int) -> None:
     except ValidationError as error:
         if error.messages != [PARENT_MISSING]:
             raise
-
-
-def bulk_followers(author: User, count: int, prefix: str) -> None:
-    """`count` active users following `author`, in three statements."""
-    users, follows = User._meta.db_table, Follow._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {users} (password, is_superuser, username, email, is_staff, is_active,
-                date_joined, description, followers_count, following_count, posts_count,
-                last_seen_at, is_celebrity, feed_horizon, updated_at)
-            SELECT '!', false, %s || g, '', false, true, now(), '', 0, 1, 0, now(), false, 0,
-                now()
-            FROM generate_series(1, %s) AS g
-            """,
-            [prefix, count],
-        )
-        cursor.execute(
-            f"INSERT INTO {follows} (follower_id, followed_id, created_at) "
-            f"SELECT id, %s, now() FROM {users} WHERE username LIKE %s",
-            [author.id, f"{prefix}%"],
-        )
-    User.objects.filter(id=author.id).update(followers_count=count)
 
 
 @pytest.fixture

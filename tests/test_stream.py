@@ -1,6 +1,7 @@
 """Live updates (microblog.stream): the per-reader filter, the events the services publish, the
 `?since=` fragments, and `microblog stream` run as a real process against the test database."""
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 from microblog.posts.services import post_create
 from microblog.stream.app import Subscription
-from microblog.stream.events import FollowEvent, PostEvent, parse
+from microblog.stream.events import CountEvent, FollowEvent, PostEvent, parse
 from tests.stream_helpers import (
     Driver,
     EventStream,
@@ -52,6 +53,25 @@ def test_thread_filter_takes_direct_replies_by_anyone() -> None:
     assert thread.wants(PostEvent(21, READER, 5))
     assert not thread.wants(PostEvent(22, FOLLOWED, None))
     assert not thread.wants(PostEvent(23, FOLLOWED, 6))
+
+
+@pytest.mark.parametrize(
+    ("count", "for_you", "following", "thread"),
+    [
+        (CountEvent(5, 1, FOLLOWED, None), True, True, True),  # the open post itself
+        (CountEvent(6, 1, FOLLOWED, 5), False, True, True),  # a direct reply on the thread page
+        (CountEvent(7, 1, READER, None), True, False, False),  # the reader's own post
+        (CountEvent(8, 1, STRANGER, None), False, False, False),
+        (CountEvent(9, 1, STRANGER, 6), False, False, False),  # deeper in the thread
+    ],
+)
+def test_reply_counts_go_to_the_pages_that_show_the_post(
+    count: CountEvent, for_you: bool, following: bool, thread: bool
+) -> None:
+    assert sub("for_you").wants(count) is for_you
+    assert sub("following").wants(count) is following
+    assert sub("thread", thread_id=5).wants(count) is thread
+    assert count.for_browser() == f'{{"id":"{count.post}","replies":1}}'
 
 
 def test_event_payloads_round_trip_and_malformed_ones_are_skipped() -> None:
@@ -189,6 +209,38 @@ def test_stream_delivers_the_readers_feed_and_catches_up(stream) -> None:
     assert thread.next_post()["id"] == str(missed_reply)
     other = driver.post(stranger, "stranger replies", parent=first)
     assert thread.next_post()["id"] == str(other)
+    thread.close()
+
+
+def test_stream_sends_new_reply_counts_to_the_pages_showing_the_post(stream) -> None:
+    port, driver = stream
+    reader, session = driver.user("reader")
+    author, _ = driver.user("author")
+    stranger, _ = driver.user("stranger")
+    driver.follow(reader, author)
+    post = driver.post(author, "count my replies")
+    elsewhere = driver.post(stranger, "not in the reader's feed")
+
+    for_you = _open(port, "feed=for_you", session)
+    thread = _open(port, f"thread={post}", session)
+    time.sleep(0.5)  # the connections are registered (the SQLite poll has a base id)
+    reply = driver.post(stranger, "a reply", parent=post)
+    driver.post(stranger, "a reply elsewhere", parent=elsewhere)
+
+    # The thread page gets the reply, then the open post's new count (no event id, so the
+    # browser's Last-Event-ID stays the newest post).
+    assert thread.next_post()["id"] == str(reply)
+    count = thread.next()
+    assert count is not None and count["event"] == "count" and "id" not in count
+    assert json.loads(count["data"]) == {"id": str(post), "replies": 1}
+    # For You shows the post (not the reply): only its count.
+    count = for_you.next()
+    assert count is not None and count["event"] == "count"
+    assert json.loads(count["data"]) == {"id": str(post), "replies": 1}
+    # Neither gets the count of a post they do not show.
+    assert for_you.next(timeout=1.5) is None
+    assert thread.next(timeout=0.5) is None
+    for_you.close()
     thread.close()
 
 

@@ -1,6 +1,7 @@
 """Live updates in a real browser (issue 6's "done when"): two users in separate browser contexts;
 the followed user's new post is announced on the other's For You page within 2 seconds, without
-reloading, and a click inserts it; a new reply appears on an open thread page.
+reloading, and a click inserts it; a new reply appears on an open thread page; reply counts stay
+current on open pages (thread and For You).
 
 The app runs as `microblog serve` (pages and /events/ on one port, as under `make run`) against
 the test database; the users are created by a writer process (tests/stream_driver.py).
@@ -90,3 +91,48 @@ def test_a_followed_users_post_is_announced_live(
     driver.post(author, "A live reply", parent=first)
     expect(replies).to_have_count(1, timeout=3_000)
     expect(replies.first).to_contain_text("A live reply")
+
+
+def test_reply_counts_stay_current_on_open_pages(
+    served: tuple[str, Driver], open_page: Callable[..., "Page"]
+) -> None:
+    _base, driver = served
+    reader, _ = driver.user("reader")
+    author, _ = driver.user("author")
+    driver.user("replier")
+    driver.follow(reader, author)
+    post = driver.post(author, "Reply to me")
+
+    # The reader has the post open in two tabs: For You, and its thread page.
+    reading = open_page()
+    log_in(reading, "reader")
+    in_feed = reading.locator(f"#post-{post} [data-replies-count]")
+    expect(in_feed).to_have_text("0 replies")
+    thread = reading.context.new_page()
+    thread.goto(f"/posts/{post}")
+    featured = thread.locator(f"#post-{post} [data-replies-count]")
+    heading = thread.locator("h2[data-replies-count]")
+    expect(featured).to_have_text("0 replies")
+    expect(heading).to_have_text("0 replies")
+
+    # Someone else replies through the form.
+    replying = open_page()
+    log_in(replying, "replier")
+    replying.goto(f"/posts/{post}")
+    replying.get_by_label("Your reply").fill("A reply from elsewhere")
+    replying.get_by_role("button", name="Reply", exact=True).click()
+    expect(replying.locator(".flash")).to_contain_text("Your reply was posted.")
+
+    # Both tabs count it without reloading; the thread shows the reply.
+    expect(featured).to_have_text("1 reply", timeout=3_000)
+    expect(heading).to_have_text("1 reply")
+    expect(in_feed).to_have_text("1 reply", timeout=3_000)
+    reply = thread.locator(".replies-root > li.reply > article.post")
+    expect(reply).to_have_count(1)
+    expect(reply).to_contain_text("A reply from elsewhere")
+
+    # A reply to that reply: its card on the open thread page counts it too.
+    reply_id = int(reply.get_attribute("id").removeprefix("post-"))
+    driver.post(author, "Answering the reply", parent=reply_id)
+    expect(reply.locator("[data-replies-count]")).to_have_text("1 reply", timeout=3_000)
+    expect(featured).to_have_text("1 reply")  # still one direct reply

@@ -69,3 +69,18 @@ def requeue_abandoned_jobs(own_worker_id: str | None = None) -> int:
             logger.warning("job %s abandoned by worker %s: queued again", job_id, claimed_by)
             requeued += 1
     return requeued
+
+
+def requeue_jobs_of(worker_id: str) -> int:
+    """Puts the RUNNING jobs last claimed by `worker_id` back to READY; returns how many. For a
+    worker that lost its database mid-job and no longer runs them (`microblog worker`)."""
+    requeued = 0
+    running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
+    for job_id, started_at, worker_ids in running.values_list("id", "started_at", "worker_ids"):
+        if not worker_ids or worker_ids[-1] != worker_id:
+            continue
+        if DBTaskResult.objects.filter(
+            id=job_id, status=TaskResultStatus.RUNNING, started_at=started_at
+        ).update(status=TaskResultStatus.READY):
+            requeued += 1
+    return requeued

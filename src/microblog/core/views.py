@@ -1,8 +1,11 @@
 """Pages of the app's own for errors, and the liveness check."""
 
+import logging
+import sys
+
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
@@ -26,7 +29,62 @@ def error_response(request: HttpRequest, status: int, title: str, message: str) 
     )
 
 
+logger = logging.getLogger("microblog.errors")
+
+# The database cannot serve us for now: a 503 with Retry-After, not a 500. OperationalError and
+# InterfaceError are the transient kind: connection refused or lost, server starting or shutting
+# down, too many connections, disk full, deadlock, statement timeout.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_TITLE = "The service is temporarily unavailable"
+UNAVAILABLE_MESSAGE = (
+    "Our database is unavailable right now; this usually passes within a minute. Try again "
+    "then. If you were posting, check whether your post appears before you send it again."
+)
+
+
+def database_unavailable(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says the database cannot be reached."""
+    for _ in range(5):
+        if error is None:
+            return False
+        if isinstance(error, DATABASE_UNAVAILABLE):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def service_unavailable(request: HttpRequest, error: BaseException) -> HttpResponse:
+    """The 503 for a database outage: our page (or JSON) with Retry-After. Rendered without the
+    request context, which would load the user from the unreachable database."""
+    if wants_json(request):
+        message = f"{UNAVAILABLE_TITLE}. {UNAVAILABLE_MESSAGE}"
+        response: HttpResponse = JsonResponse(
+            {"error": {"status": 503, "message": message}}, status=503
+        )
+    else:
+        context = {"title": UNAVAILABLE_TITLE, "message": UNAVAILABLE_MESSAGE}
+        response = render(None, "503.html", context, status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    # One warning line instead of Django's "Internal Server Error" traceback per request.
+    logger.warning(
+        "database unavailable: %s %s: %s: %s",
+        request.method,
+        request.path,
+        type(error).__name__,
+        str(error).strip().splitlines()[0] if str(error).strip() else "",
+    )
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if database_unavailable(exception):
+        # Django turns a session it could not save (the database went away after the view ran)
+        # into SessionInterrupted, a 400: the user did nothing wrong, it is an outage.
+        assert exception is not None
+        return service_unavailable(request, exception)
     if isinstance(exception, RequestDataTooBig):
         return error_response(
             request,
@@ -54,6 +112,11 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception, so sys.exception() is the cause.
+    error = sys.exception()
+    if database_unavailable(error):
+        assert error is not None
+        return service_unavailable(request, error)
     # Rendered without the request context: whatever broke may break the context too.
     if wants_json(request):
         return JsonResponse(
@@ -85,10 +148,6 @@ def method_not_allowed(request: HttpRequest, allowed: str) -> HttpResponse:
 
 @require_safe
 def up(request: HttpRequest) -> HttpResponse:
-    """Liveness: 200 when the app can reach its database, 503 when it cannot."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception:
-        return HttpResponse("database unreachable\n", status=503, content_type="text/plain")
+    """Liveness: 200 while the process serves requests. It touches nothing else, the database
+    least of all: a restart does not bring a database back (`/health` reports it)."""
     return HttpResponse("ok\n", content_type="text/plain")

@@ -12,6 +12,9 @@ It delivers, it does not compute (docs/architecture.md, "Real-time"):
   reconnecting browser loses nothing; live events already sent by the catch-up are skipped.
 - A comment line every STREAM_HEARTBEAT_SECONDS; at most STREAM_MAX_CONNECTIONS_PER_USER open
   streams per user and process (429 beyond).
+- Reply counts: after a reply, a `count` event (`{"id": <post id>, "replies": n}`, no event id)
+  goes to the streams whose pages may show the replied-to post, so its "N replies" stays current.
+  The counts are read once per batch of replies by the process, never per reader.
 
 Database work runs in a small thread pool (Django's ORM is synchronous).
 """
@@ -29,13 +32,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Q
 
 from microblog.core.ids import id_to_ms
 from microblog.core.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.core.pagination import MAX_ID
-from microblog.stream.events import CHANNEL, FollowEvent, PostEvent, parse
+from microblog.stream.events import CHANNEL, CountEvent, FollowEvent, PostEvent, parse
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,9 @@ class Subscription:
     thread_id: int | None = None
     followed: frozenset[int] = frozenset()
 
-    def wants(self, event: PostEvent) -> bool:
+    def wants(self, event: PostEvent | CountEvent) -> bool:
+        if isinstance(event, CountEvent):
+            return self.wants_count(event)
         if self.feed == "thread":
             # Direct replies to the open post (deeper replies show when the page is reloaded).
             return event.parent is not None and event.parent == self.thread_id
@@ -78,6 +83,16 @@ class Subscription:
         return event.parent is None and (
             event.author == self.reader_id or event.author in self.followed
         )
+
+    def wants_count(self, event: CountEvent) -> bool:
+        """Whether the reader's page may show the post whose reply count changed."""
+        if self.feed == "thread":
+            # The open post and its direct replies (the cards the page shows at first).
+            return event.post == self.thread_id or (
+                event.parent is not None and event.parent == self.thread_id
+            )
+        # A feed shows the posts it would deliver as events.
+        return self.wants(PostEvent(id=event.post, author=event.author, parent=event.parent))
 
 
 # --- Database work (in threads) -------------------------------------------------------------
@@ -139,6 +154,16 @@ def catch_up(subscription: Subscription, after: int, limit: int) -> list[PostEve
     return [PostEvent(id=i, author=a, parent=p) for i, a, p in reversed(rows)]
 
 
+def reply_counts(post_ids: list[int]) -> list[CountEvent]:
+    """The current reply counts of these posts (deleted ones are left out)."""
+    from microblog.posts.models import Post
+
+    rows = Post.objects.filter(id__in=post_ids).values_list(
+        "id", "replies_count", "author_id", "parent_id"
+    )
+    return [CountEvent(post=i, replies=n, author=a, parent=p) for i, n, a, p in rows]
+
+
 def posts_after(after: int | None, limit: int = 1000) -> tuple[list[PostEvent], int]:
     """New posts for the poll (and to fill a gap after the LISTEN connection was lost); with
     `after` None, none, and the newest id to start from."""
@@ -161,16 +186,19 @@ def posts_after(after: int | None, limit: int = 1000) -> tuple[list[PostEvent], 
 # --- The hub: one event source per process, fanned out to the open streams ------------------
 
 
+Item = PostEvent | CountEvent
+
+
 @dataclass(eq=False)
 class Listener:
     subscription: Subscription
-    queue: asyncio.Queue[PostEvent | None] = field(
+    queue: asyncio.Queue[Item | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
     )
     overflowed: bool = False
     follows_changed: bool = False
 
-    def offer(self, event: PostEvent) -> None:
+    def offer(self, event: Item) -> None:
         if self.overflowed or not self.subscription.wants(event):
             return
         try:
@@ -193,10 +221,20 @@ class Hub:
         self.per_user: Counter[int] = Counter()
         self.task: asyncio.Task[None] | None = None
         self.last_id: int | None = None
+        # Posts that got a reply, waiting for their new count (read in batches, in order).
+        self.replied: set[int] = set()
+        self.replied_event = asyncio.Event()
+        self.counts_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.run())
+            self.task = loop.create_task(self.run())
+        if self.counts_task is None or self.counts_task.done():
+            self.replied_event = asyncio.Event()  # bound to the running loop
+            if self.replied:
+                self.replied_event.set()
+            self.counts_task = loop.create_task(self.send_counts())
 
     def close_all(self) -> None:
         for listener in self.listeners:
@@ -212,6 +250,25 @@ class Hub:
             self.last_id = event.id
         for listener in list(self.listeners):
             listener.offer(event)
+        if event.parent is not None:
+            self.replied.add(event.parent)
+            self.replied_event.set()
+
+    async def send_counts(self) -> None:
+        """Reads the reply counts of the posts that got replies, one query per batch, and offers
+        them to the open streams. One task, so counts go out in the order they were read."""
+        while True:  # for the life of the process
+            await self.replied_event.wait()
+            self.replied_event.clear()
+            post_ids, self.replied = sorted(self.replied), set()
+            try:
+                counts = await run_db(reply_counts, post_ids)
+            except Exception:
+                logger.warning("stream: could not read reply counts", exc_info=True)
+                continue  # the pages show the right count when reloaded
+            for count in counts:
+                for listener in list(self.listeners):
+                    listener.offer(count)
 
     async def run(self) -> None:
         if connection.vendor == "postgresql":
@@ -318,6 +375,11 @@ def _frame(event: PostEvent, last_id: int) -> bytes:
     return f"id: {last_id}\nevent: post\ndata: {event.for_browser()}\n\n".encode()
 
 
+def _count_frame(event: CountEvent) -> bytes:
+    # No id: the browser's Last-Event-ID stays the newest post delivered.
+    return f"event: count\ndata: {event.for_browser()}\n\n".encode()
+
+
 async def lifespan(receive: Receive, send: Send) -> None:
     while True:  # until the server says shutdown
         message = await receive()
@@ -368,7 +430,13 @@ async def events_view(scope: Scope, receive: Receive, send: Send) -> None:
     since = _post_id(last_event) or _post_id(query.get("since", [None])[0])
 
     session_key = _cookie(headers, settings.SESSION_COOKIE_NAME)
-    user_id = await run_db(session_user_id, session_key) if session_key else None
+    try:
+        user_id = await run_db(session_user_id, session_key) if session_key else None
+    except DatabaseError as error:
+        # The database is away (docs/operations.md, "Database down"): the page tries again.
+        logger.warning("stream: cannot check a session: %s: %s", type(error).__name__, error)
+        await _respond(send, 503, "Live updates are unavailable for a moment.\n")
+        return
     if user_id is None:
         await _respond(send, 401, "Log in to follow live updates.\n")
         return
@@ -396,7 +464,7 @@ async def _stream(
     listener = Listener(subscription)
     hub.listeners.add(listener)  # before the catch-up query, so nothing falls in between
     disconnected = asyncio.get_running_loop().create_task(_wait_disconnect(receive))
-    getter: asyncio.Task[PostEvent | None] | None = None
+    getter: asyncio.Task[Item | None] | None = None
     try:
         await send(
             {
@@ -414,16 +482,15 @@ async def _stream(
         sent_ids: deque[int] = deque(maxlen=RECENT_IDS)
         if since is not None:
             limit = int(_setting("STREAM_CATCH_UP_LIMIT", 200))
-            for event in await run_db(catch_up, subscription, since, limit):
+            missed = await run_db(catch_up, subscription, since, limit)
+            for event in missed:
                 last_id = max(last_id, event.id)
                 sent_ids.append(event.id)
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": _frame(event, last_id),
-                        "more_body": True,
-                    }
-                )
+                await _send_body(send, _frame(event, last_id))
+            if missed and subscription.thread_id is not None:
+                # The open post's reply count changed while this page was not connected.
+                for count in await run_db(reply_counts, [subscription.thread_id]):
+                    await _send_body(send, _count_frame(count))
         heartbeat = _setting("STREAM_HEARTBEAT_SECONDS", 15)
         refresh = _setting("STREAM_FOLLOWS_REFRESH_SECONDS", 60)
         next_refresh = time.monotonic() + refresh
@@ -446,6 +513,9 @@ async def _stream(
             getter = None
             if item is None:  # overflowed
                 break
+            if isinstance(item, CountEvent):
+                await _send_body(send, _count_frame(item))
+                continue
             if item.id in sent_ids:
                 continue
             sent_ids.append(item.id)

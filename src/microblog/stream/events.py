@@ -43,6 +43,22 @@ class PostEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CountEvent:
+    """A post's reply count, sent after a reply to it was published, so open pages that show the
+    post update its "N replies". Made by the streaming process, which reads the count once per
+    batch of replies (not per reader); `author` and `parent` are the post's own, for the
+    per-reader filter."""
+
+    post: int
+    replies: int
+    author: int | None
+    parent: int | None
+
+    def for_browser(self) -> str:
+        return json.dumps({"id": str(self.post), "replies": self.replies}, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
 class FollowEvent:
     follower: int
 

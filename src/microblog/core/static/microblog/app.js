@@ -32,20 +32,54 @@
   // Live updates (microblog.stream): an EventSource on the element with data-stream.
   // Feeds: count the announced posts in a "N new posts" button; a click inserts them at the top
   // (GET ?since=<newest shown>, the same page fragment as "Load more"). Threads: new direct
-  // replies are appended when every reply is already shown. The browser reconnects by itself
-  // and sends Last-Event-ID, from which the server catches up.
+  // replies are appended when every reply is already shown. Both: a "count" event updates the
+  // "N replies" of the post it names wherever the page shows it ([data-replies-count]).
+  // The browser reconnects by itself after a network error and sends Last-Event-ID, from which
+  // the server catches up; after an error answer (a proxy's 502 while the streaming process
+  // restarts) it gives up, so liveStream opens a new stream from the newest event seen.
   function firstPostId(container) {
     var post = container.querySelector("article.post[id^='post-']");
     return post ? post.id.slice(5) : null;
+  }
+
+  function repliesText(count) {
+    return count.toLocaleString("en-US") + (count === 1 ? " reply" : " replies");
+  }
+
+  function applyCount(data) {
+    var text = repliesText(data.replies);
+    document.querySelectorAll("[data-replies-count='" + data.id + "']").forEach(function (el) {
+      el.textContent = text;
+    });
+  }
+
+  function liveStream(url, since, onPost) {
+    var last = since;
+    var delay = 2000;
+    var source = null;
+    function open() {
+      source = new EventSource(url + "&since=" + last);
+      source.addEventListener("open", function () { delay = 2000; });
+      source.addEventListener("post", function (event) {
+        if (event.lastEventId) last = event.lastEventId;
+        onPost(JSON.parse(event.data));
+      });
+      source.addEventListener("count", function (event) { applyCount(JSON.parse(event.data)); });
+      source.addEventListener("error", function () {
+        if (source.readyState !== EventSource.CLOSED) return;  // reconnecting by itself
+        // Jittered, so the pages of a restarted streaming process do not all come back at once.
+        window.setTimeout(open, delay / 2 + Math.random() * delay / 2);
+        delay = Math.min(delay * 2, 16000);
+      });
+    }
+    open();
   }
 
   function initLiveFeed(feed) {
     var button = document.querySelector("[data-new-posts]");
     if (!button) return;
     var pending = new Set();
-    var source = new EventSource(feed.dataset.stream + "&since=" + (firstPostId(feed) || "0"));
-    source.addEventListener("post", function (event) {
-      var data = JSON.parse(event.data);
+    liveStream(feed.dataset.stream, firstPostId(feed) || "0", function (data) {
       if (document.getElementById("post-" + data.id)) return;
       pending.add(data.id);
       button.textContent = pending.size === 1 ? "1 new post" : pending.size + " new posts";
@@ -85,9 +119,7 @@
         if (again) { again = false; load(); }
       });
     }
-    var source = new EventSource(list.dataset.stream + "&since=" + lastReplyId());
-    source.addEventListener("post", function (event) {
-      var data = JSON.parse(event.data);
+    liveStream(list.dataset.stream, lastReplyId(), function (data) {
       if (!document.getElementById("post-" + data.id)) load();
     });
   }
