@@ -43,6 +43,7 @@ SCRIPTS = {
     "for_you": ("for_you.lua", {}),
     "profile": ("profile_celebrity.lua", {}),
     "thread": ("for_you.lua", {}),
+    "following": ("for_you.lua", {}),
 }
 
 
@@ -123,6 +124,8 @@ def main() -> None:
                         wrk_env["WRK_PATH"] = f"/@{fixture['celebrity']}"
                     if page == "thread":
                         wrk_env["WRK_PATH"] = f"/posts/{fixture['thread_id']}"
+                    if page == "following":
+                        wrk_env["WRK_PATH"] = "/following"
                     # A short warm-up (prepared statements, templates), not measured.
                     run_wrk(base, script, 2, args.connections, wrk_env)
                     pids = [app.pid, *descendants(app.pid)]

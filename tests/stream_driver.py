@@ -18,6 +18,7 @@ def main() -> None:
 
     from microblog.accounts.models import User
     from microblog.follows.services import follow_create
+    from microblog.moderation.services import block_create, mute_create
     from microblog.posts.services import post_create
     from tests.conftest import PASSWORD
 
@@ -36,6 +37,14 @@ def main() -> None:
                 parent_id=command.get("parent"),
             )
             answer = {"id": post.id}
+        elif op in ("mute", "block"):
+            reader = User.objects.get(id=command["reader"])
+            other = User.objects.get(id=command["other"])
+            if op == "mute":
+                mute_create(muter=reader, muted=other)
+            else:
+                block_create(blocker=reader, blocked=other)
+            answer = {}
         elif op == "follow":
             follow_create(
                 follower=User.objects.get(id=command["follower"]),

@@ -98,6 +98,12 @@ class Driver:
     def follow(self, follower: int, followed: int) -> None:
         self.call(op="follow", follower=follower, followed=followed)
 
+    def mute(self, reader: int, other: int) -> None:
+        self.call(op="mute", reader=reader, other=other)
+
+    def block(self, reader: int, other: int) -> None:
+        self.call(op="block", reader=reader, other=other)
+
     def close(self) -> None:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.tasks import Task, task
 from django.utils import timezone
 
@@ -58,6 +59,15 @@ def job(queue: str) -> Callable[[Callable[..., Any]], Task[..., Any]]:
         return runner
 
     return decorate
+
+
+def failed_for_good() -> Q:
+    """Failed job rows whose job was not retried: the last attempt (every earlier failed
+    attempt also stays as a FAILED row, with a retry queued behind it)."""
+    final = Q(args_kwargs__kwargs__attempt__gte=settings.JOB_MAX_ATTEMPTS)
+    if settings.JOB_MAX_ATTEMPTS <= 1:
+        final |= Q(args_kwargs__kwargs__attempt__isnull=True)  # a first attempt is the last
+    return final
 
 
 def enqueue_after_commit(job_task: Task[..., Any], *args: Any, **kwargs: Any) -> None:

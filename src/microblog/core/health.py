@@ -114,13 +114,16 @@ def check_cache() -> Check:
 def check_jobs() -> Check:
     from django_tasks_db.models import DBTaskResult
 
+    from microblog import jobs
     from microblog.core.dashboard import queue_stats
 
     try:
         stats = queue_stats()
         window = timedelta(seconds=settings.HEALTH_FAILED_JOBS_WINDOW_SECONDS)
         failed_recently = DBTaskResult.objects.filter(
-            status=TaskResultStatus.FAILED, finished_at__gte=timezone.now() - window
+            jobs.failed_for_good(),
+            status=TaskResultStatus.FAILED,
+            finished_at__gte=timezone.now() - window,
         ).count()
     except Exception as error:
         logger.warning("health: job queue unreadable: %s", error)

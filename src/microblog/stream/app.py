@@ -66,10 +66,15 @@ class Subscription:
     feed: str  # "for_you", "following" or "thread"
     thread_id: int | None = None
     followed: frozenset[int] = frozenset()
+    # Authors whose posts this page does not show (moderation.selectors): the ones the reader
+    # blocks, and in feeds also the ones they mute.
+    silenced: frozenset[int] = frozenset()
 
     def wants(self, event: PostEvent | CountEvent) -> bool:
         if isinstance(event, CountEvent):
             return self.wants_count(event)
+        if event.author in self.silenced:
+            return False
         if self.feed == "thread":
             # Direct replies to the open post (deeper replies show when the page is reloaded).
             return event.parent is not None and event.parent == self.thread_id
@@ -135,6 +140,23 @@ def followed_ids(reader_id: int) -> frozenset[int]:
     )
 
 
+def silenced_ids(reader_id: int, feed: str) -> frozenset[int]:
+    """Authors the page leaves out: blocked ones everywhere, muted ones in feeds too."""
+    from microblog.moderation.selectors import blocked_ids, muted_ids
+
+    silenced = set(blocked_ids(reader_id))
+    if feed != "thread":
+        silenced.update(muted_ids(reader_id))
+    return frozenset(silenced)
+
+
+def load_filters(subscription: Subscription) -> None:
+    """Loads whom the reader follows and whom they silenced (at start, and again after the
+    reader follows, unfollows, blocks, mutes or undoes one of these)."""
+    subscription.followed = followed_ids(subscription.reader_id)
+    subscription.silenced = silenced_ids(subscription.reader_id, subscription.feed)
+
+
 def catch_up(subscription: Subscription, after: int, limit: int) -> list[PostEvent]:
     """The feed's posts newer than `after` (at most the newest `limit`), oldest first."""
     from microblog.follows.models import Follow
@@ -150,6 +172,11 @@ def catch_up(subscription: Subscription, after: int, limit: int) -> list[PostEve
         posts = posts.filter(
             Q(author_id=subscription.reader_id) | Q(author_id__in=followed), parent__isnull=True
         )
+    # What the page would show (moderation.selectors.in_feeds / on_pages): no post the
+    # moderators hid, unless it is the reader's own.
+    posts = posts.filter(Q(is_hidden=False) | Q(author_id=subscription.reader_id))
+    if subscription.silenced:
+        posts = posts.exclude(author_id__in=subscription.silenced)
     rows = list(posts.order_by("-id").values_list("id", "author_id", "parent_id")[:limit])
     return [PostEvent(id=i, author=a, parent=p) for i, a, p in reversed(rows)]
 
@@ -460,7 +487,7 @@ async def events_view(scope: Scope, receive: Receive, send: Send) -> None:
 async def _stream(
     send: Send, receive: Receive, subscription: Subscription, since: int | None
 ) -> None:
-    subscription.followed = await run_db(followed_ids, subscription.reader_id)
+    await run_db(load_filters, subscription)
     listener = Listener(subscription)
     hub.listeners.add(listener)  # before the catch-up query, so nothing falls in between
     disconnected = asyncio.get_running_loop().create_task(_wait_disconnect(receive))
@@ -497,7 +524,7 @@ async def _stream(
         while not disconnected.done():
             if listener.follows_changed or time.monotonic() >= next_refresh:
                 listener.follows_changed = False
-                subscription.followed = await run_db(followed_ids, subscription.reader_id)
+                await run_db(load_filters, subscription)
                 next_refresh = time.monotonic() + refresh
             if getter is None:
                 getter = asyncio.ensure_future(listener.queue.get())
