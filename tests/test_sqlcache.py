@@ -107,9 +107,11 @@ def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post
     sqlcache.clear()
     staff = make_user("moderator", is_staff=True)
     follow_create(follower=alice, followed=bob)
-    make_post(bob, "hello")
+    post = make_post(bob, "hello")
+    make_post(alice, "a reply", parent=post)
     for client in (client_for(alice), client_for(staff), Client()):
         assert client.get("/@bob").status_code == 200
+        assert client.get(f"/posts/{post.id}").status_code == 200
     assert client_for(alice).get("/").status_code == 200
     size = 20
     for key in (
@@ -118,5 +120,10 @@ def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post
         f"timelines._profile_for_staff.{size}",
         f"timelines._profile_for_visitors.{size}",
         "moderation.relationship",
+        "posts.post",
+        "posts.post_for_viewer",
+        f"posts._replies_for_users.{size}",
+        f"posts._replies_for_staff.{size}",
+        f"posts._replies_for_visitors.{size}",
     ):
         assert sqlcache._compiled[(key, "default")] is not sqlcache._UNCACHEABLE, key

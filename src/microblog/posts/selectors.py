@@ -1,15 +1,17 @@
 """Reads of posts: the thread page."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, QuerySet, Window
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from microblog.core.pagination import Page, make_page
+from microblog.core import sqlcache
+from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.moderation.models import Block
-from microblog.moderation.selectors import Viewer, can_see, on_pages
+from microblog.moderation.selectors import Viewer, can_see, on_pages, on_pages_for
 from microblog.posts.models import Post
 
 WITHHELD_HIDDEN = "This post was hidden by the moderators."
@@ -46,24 +48,42 @@ def _with_blocks(posts: QuerySet[Post], viewer: Viewer) -> QuerySet[Post]:
     """Annotates `author_blocked` (the viewer blocks the author) and `author_blocks_viewer`."""
     if not viewer.is_authenticated:
         return posts
+    return _annotate_blocks(posts, viewer.id)
+
+
+def _annotate_blocks(posts: QuerySet[Post], viewer_id: int) -> QuerySet[Post]:
     blocks = Block.objects.all()
     return posts.annotate(
         author_blocked=Exists(
-            blocks.filter(blocker_id=viewer.id, blocked_id=OuterRef("author_id"))
+            blocks.filter(blocker_id=viewer_id, blocked_id=OuterRef("author_id"))
         ),
         author_blocks_viewer=Exists(
-            blocks.filter(blocker_id=OuterRef("author_id"), blocked_id=viewer.id)
+            blocks.filter(blocker_id=OuterRef("author_id"), blocked_id=viewer_id)
         ),
     )
 
 
 def post_for_display(post_id: int, viewer: Viewer | None = None) -> Post | None:
     """One post with its author and parent; with a viewer, also whether a block stands between
-    them (`author_blocked`, `author_blocks_viewer`)."""
-    posts = Post.objects.select_related("author", "parent__author").filter(id=post_id)
-    if viewer is not None:
-        posts = _with_blocks(posts, viewer)
-    return posts.first()
+    them (`author_blocked`, `author_blocks_viewer`). Compiled once per process (core.sqlcache):
+    every thread page starts here."""
+    if not 0 < post_id <= MAX_ID:
+        return None  # no such post (and a compiled query would pass the value to the database)
+    if viewer is None or not viewer.is_authenticated:
+        found = sqlcache.fetch("posts.post", _post, post_id)
+    else:
+        found = sqlcache.fetch("posts.post_for_viewer", _post_for_viewer, post_id, viewer.id)
+    return found[0] if found else None
+
+
+def _post(post_id: int) -> QuerySet[Post]:
+    return Post.objects.select_related("author", "parent__author").filter(id=post_id)[:1]
+
+
+def _post_for_viewer(post_id: int, viewer_id: int) -> QuerySet[Post]:
+    return _annotate_blocks(
+        Post.objects.select_related("author", "parent__author").filter(id=post_id), viewer_id
+    )[:1]
 
 
 def withheld_reason(post: Post, viewer: Viewer) -> str | None:
@@ -105,6 +125,23 @@ def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], boo
     return [by_id[row[0]] for row in chain if row[0] in by_id], top_parent_id is not None
 
 
+def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post]:
+    replies = Post.objects.select_related("author").filter(visible, parent_id=post_id)
+    return replies.filter(id__gt=after).order_by("id")[: settings.PAGE_SIZE + 1]
+
+
+def _replies_for_visitors(post_id: int, after: int) -> QuerySet[Post]:
+    return _replies(post_id, after, on_pages_for(None))
+
+
+def _replies_for_users(post_id: int, after: int, viewer_id: int) -> QuerySet[Post]:
+    return _replies(post_id, after, on_pages_for(viewer_id))
+
+
+def _replies_for_staff(post_id: int, after: int, viewer_id: int) -> QuerySet[Post]:
+    return _replies(post_id, after, on_pages_for(viewer_id, staff=True))
+
+
 def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     """A post with its ancestors and its replies, oldest first, nested to THREAD_MAX_DEPTH.
 
@@ -116,10 +153,17 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     parents, cut = ancestors(post, viewer)
     size = settings.PAGE_SIZE
     visible = Post.objects.select_related("author").filter(on_pages(viewer))
-    top = visible.filter(parent_id=post.id)
-    if cursor is not None:
-        top = top.filter(id__gt=cursor)
-    first_level = make_page(list(top.order_by("id")[: size + 1]), size)
+    # The first level through core.sqlcache: one compiled shape per kind of viewer.
+    after = cursor if cursor is not None else 0
+    build: Callable[..., QuerySet[Post]]
+    args: tuple[int, ...]
+    if not viewer.is_authenticated:
+        build, args = _replies_for_visitors, (post.id, after)
+    else:
+        build = _replies_for_staff if viewer.is_staff else _replies_for_users
+        args = (post.id, after, viewer.id)
+    key = f"posts.{build.__name__}.{size}"
+    first_level = make_page(sqlcache.fetch(key, build, *args), size)
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
     level = nodes
