@@ -428,8 +428,9 @@ def main() -> None:
     info.update({"web_workers": str(workers), "threads_per_worker": str(threads)})
     note = (
         f"{info['cores']} cores shared by the app (granian {workers} workers x {threads} "
-        "threads + job worker), PostgreSQL and the load generator; no streaming process "
-        "(not built yet); request logging at " + env("BENCH_LOG_LEVEL", "WARNING")
+        "threads + job worker), PostgreSQL and the load generator; /events/ served on the "
+        "same port (microblog serve's default), no stream open during the runs; request "
+        "logging at " + env("BENCH_LOG_LEVEL", "WARNING")
     )
     app_log = work / "app.log"
     app = start_app(port, workers, threads, app_log)
