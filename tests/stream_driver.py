@@ -19,7 +19,8 @@ def main() -> None:
     from microblog.accounts.models import User
     from microblog.follows.services import follow_create
     from microblog.moderation.services import block_create, mute_create
-    from microblog.posts.services import post_create
+    from microblog.posts.models import Post
+    from microblog.posts.services import post_create, post_delete
     from tests.conftest import PASSWORD
 
     for line in sys.stdin:
@@ -37,6 +38,10 @@ def main() -> None:
                 parent_id=command.get("parent"),
             )
             answer = {"id": post.id}
+        elif op == "delete":
+            post = Post.objects.get(id=command["post"])
+            post_delete(post=post, actor=post.author)
+            answer = {}
         elif op in ("mute", "block"):
             reader = User.objects.get(id=command["reader"])
             other = User.objects.get(id=command["other"])

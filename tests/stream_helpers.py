@@ -98,6 +98,9 @@ class Driver:
     def follow(self, follower: int, followed: int) -> None:
         self.call(op="follow", follower=follower, followed=followed)
 
+    def delete(self, post: int) -> None:
+        self.call(op="delete", post=post)
+
     def mute(self, reader: int, other: int) -> None:
         self.call(op="mute", reader=reader, other=other)
 

@@ -11,7 +11,7 @@ from django.db import connection
 
 from microblog.posts.services import post_create
 from microblog.stream.app import Subscription
-from microblog.stream.events import CountEvent, FollowEvent, PostEvent, parse
+from microblog.stream.events import CountEvent, FollowEvent, PostEvent, RepliesChangedEvent, parse
 from tests.stream_helpers import (
     Driver,
     EventStream,
@@ -92,6 +92,7 @@ def test_event_payloads_round_trip_and_malformed_ones_are_skipped() -> None:
     assert parse(event.to_json()) == event
     assert '"id":"383707940417685241"' in event.for_browser()  # a string: beyond 2**53
     assert parse('{"follower": 4}') == FollowEvent(4)
+    assert parse('{"replies_of": 9}') == RepliesChangedEvent(9)
     for bad in ["", "nope", "[]", '{"id": "x"}', '{"author": 1}', "null"]:
         assert parse(bad) is None
 
@@ -293,6 +294,28 @@ def test_stream_sends_new_reply_counts_to_the_pages_showing_the_post(stream) -> 
     assert for_you.next(timeout=1.5) is None
     assert thread.next(timeout=0.5) is None
     for_you.close()
+    thread.close()
+
+
+@pytest.mark.postgres_only
+def test_stream_sends_the_lower_count_when_a_reply_is_deleted(stream) -> None:
+    """Deletions are published by NOTIFY only (SQLite's poll sees new rows, not deleted ones)."""
+    port, driver = stream
+    reader, session = driver.user("reader")
+    author, _ = driver.user("author")
+    post = driver.post(author, "count my replies")
+    first = driver.post(author, "first reply", parent=post)
+    second = driver.post(reader, "second reply", parent=post)
+
+    thread = _open(port, f"thread={post}", session)
+    time.sleep(0.5)
+    driver.delete(first)
+    count = thread.next()
+    assert count is not None and count["event"] == "count"
+    assert json.loads(count["data"]) == {"id": str(post), "replies": 1}
+    driver.delete(second)
+    count = thread.next()
+    assert count is not None and json.loads(count["data"]) == {"id": str(post), "replies": 0}
     thread.close()
 
 

@@ -87,5 +87,7 @@ def post_delete(*, post: Post, actor: User) -> None:
         fanout.remove_post(post.id)
         if post.parent_id is not None:
             Post.objects.filter(id=post.parent_id).update(replies_count=F("replies_count") - 1)
+            # Open pages showing the parent get its lower count (stream/app.py).
+            events.publish_replies_changed_after_commit(post_id=post.parent_id)
         if post.author_id is not None:
             User.objects.filter(id=post.author_id).update(posts_count=F("posts_count") - 1)

@@ -38,7 +38,14 @@ from django.db.models import Q
 from microblog.core.ids import id_to_ms
 from microblog.core.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.core.pagination import MAX_ID
-from microblog.stream.events import CHANNEL, CountEvent, FollowEvent, PostEvent, parse
+from microblog.stream.events import (
+    CHANNEL,
+    CountEvent,
+    FollowEvent,
+    PostEvent,
+    RepliesChangedEvent,
+    parse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -267,11 +274,15 @@ class Hub:
         for listener in self.listeners:
             listener.close()
 
-    def dispatch(self, event: PostEvent | FollowEvent) -> None:
+    def dispatch(self, event: PostEvent | FollowEvent | RepliesChangedEvent) -> None:
         if isinstance(event, FollowEvent):
             for listener in self.listeners:
                 if listener.subscription.reader_id == event.follower:
                     listener.follows_changed = True
+            return
+        if isinstance(event, RepliesChangedEvent):  # a reply was deleted
+            self.replied.add(event.post)
+            self.replied_event.set()
             return
         if self.last_id is None or event.id > self.last_id:
             self.last_id = event.id

@@ -6,6 +6,8 @@ the streaming process polls for new rows (`id > last seen`). Payloads are a few 
 below NOTIFY's 8,000-byte limit.
 
 A follow event (`{"follower": id}`) tells the streaming process to reload that reader's follows.
+A replies event (`{"replies_of": id}`) says a post's reply count went down (a reply was deleted):
+the streaming process sends the new count as it does after a reply (PostgreSQL only).
 """
 
 import json
@@ -63,12 +65,19 @@ class FollowEvent:
     follower: int
 
 
-def parse(payload: str) -> PostEvent | FollowEvent | None:
+@dataclass(frozen=True, slots=True)
+class RepliesChangedEvent:
+    post: int
+
+
+def parse(payload: str) -> PostEvent | FollowEvent | RepliesChangedEvent | None:
     """An event from a NOTIFY payload; None for anything malformed (it is skipped)."""
     try:
         data: Any = json.loads(payload)
         if "follower" in data:
             return FollowEvent(follower=int(data["follower"]))
+        if "replies_of" in data:
+            return RepliesChangedEvent(post=int(data["replies_of"]))
         author, parent = data.get("author"), data.get("parent")
         return PostEvent(
             id=int(data["id"]),
@@ -94,6 +103,11 @@ def publish_post_after_commit(
     *, post_id: int, author_id: int | None, parent_id: int | None
 ) -> None:
     payload = PostEvent(id=post_id, author=author_id, parent=parent_id).to_json()
+    transaction.on_commit(lambda: _notify(payload))
+
+
+def publish_replies_changed_after_commit(*, post_id: int) -> None:
+    payload = json.dumps({"replies_of": post_id})
     transaction.on_commit(lambda: _notify(payload))
 
 
