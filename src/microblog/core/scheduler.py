@@ -5,7 +5,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from microblog import jobs
@@ -43,6 +43,10 @@ def start(poll_seconds: float = 15.0, worker_id: str | None = None) -> threading
                 for name in enqueue_due_jobs():
                     logger.info("scheduled job enqueued: %s", name)
                 maintenance.requeue_abandoned_jobs(worker_id)
+            except (OperationalError, InterfaceError) as error:
+                # The database is away (a restart, an outage): one line per tick, not a
+                # traceback; the worker's own loop reports the outage too.
+                logger.warning("scheduler: database unreachable (%s); trying again", error)
             except Exception:
                 logger.exception("scheduler tick failed; trying again")
             finally:
