@@ -6,9 +6,11 @@ Two filters, one per kind of list:
 - `on_pages(viewer)`: profiles and threads leave out hidden posts (except the viewer's own; staff
   see them, marked) and the posts of accounts the viewer blocks. Muting changes only feeds.
 Both are conditions of the query that reads the page (subqueries on small primary keys), so they
-cost no extra query and take effect on the next page load.
+cost no extra query and take effect on the next page load. For You and Following write the same
+rule into their author condition instead (timelines.selectors.heard_ids), which plans better.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +26,9 @@ from microblog.posts.models import Post
 
 Viewer = User | AnonymousUser
 
+# A function that builds a query of posts from ids (core.sqlcache compiles it once per shape).
+PostsQuery = Callable[..., QuerySet[Post]]
+
 QUEUE_PAGE_SIZE = 20
 LOG_PAGE_SIZE = 50
 
@@ -37,7 +42,8 @@ def muted_ids(viewer_id: int) -> QuerySet[Mute, int]:
 
 
 def in_feeds(viewer: Viewer) -> Q:
-    """Posts a feed may show `viewer` (For You, Following, All)."""
+    """Posts a feed may show `viewer` (the All page; For You and Following apply the same rule
+    through timelines.selectors.heard_ids)."""
     if not viewer.is_authenticated:
         return Q(is_hidden=False)
     # Staff read feeds like everyone else; they see hidden posts on pages and in the queue.
@@ -61,6 +67,16 @@ def on_pages_for(viewer_id: int | None, *, staff: bool = False) -> Q:
         return Q(is_hidden=False)
     visible = Q() if staff else Q(is_hidden=False) | Q(author_id=viewer_id)
     return visible & ~Q(author_id__in=blocked_ids(viewer_id))
+
+
+def by_viewer_kind(
+    viewer: Viewer, *, visitors: PostsQuery, users: PostsQuery, staff: PostsQuery
+) -> tuple[PostsQuery, tuple[int, ...]]:
+    """For queries compiled once per shape (core.sqlcache): the builder for this kind of viewer
+    (their on_pages() filter has one shape per kind) and the viewer's arguments to it."""
+    if not viewer.is_authenticated:
+        return visitors, ()
+    return (staff if viewer.is_staff else users), (viewer.id,)
 
 
 def can_see(viewer: Viewer, post: Post) -> bool:
@@ -125,26 +141,19 @@ def _relationship_row(other_id: int, viewer_id: int) -> QuerySet[Any, Any]:
 
 def blocked_users(viewer: User) -> list[User]:
     """The accounts `viewer` blocks, most recent first (the settings page)."""
-    return list(
-        User.objects.filter(id__in=blocked_ids(viewer.id))
-        .annotate(
-            since=Block.objects.filter(blocker_id=viewer.id, blocked_id=OuterRef("id")).values(
-                "created_at"
-            )[:1]
-        )
-        .order_by("-since")
-    )
+    return _listed(Block.objects.filter(blocker_id=viewer.id), "blocked_id")
 
 
 def muted_users(viewer: User) -> list[User]:
+    """The accounts `viewer` mutes, most recent first (the settings page)."""
+    return _listed(Mute.objects.filter(muter_id=viewer.id), "muted_id")
+
+
+def _listed(rows: QuerySet[Any], other: str) -> list[User]:
+    """The accounts named by `other` in `rows` (one user's blocks or mutes), newest row first."""
+    since = rows.filter(**{other: OuterRef("id")}).values("created_at")[:1]
     return list(
-        User.objects.filter(id__in=muted_ids(viewer.id))
-        .annotate(
-            since=Mute.objects.filter(muter_id=viewer.id, muted_id=OuterRef("id")).values(
-                "created_at"
-            )[:1]
-        )
-        .order_by("-since")
+        User.objects.filter(id__in=rows.values(other)).annotate(since=since).order_by("-since")
     )
 
 

@@ -1,5 +1,7 @@
 """Reporting posts, blocking and muting accounts, and the staff review queue."""
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
@@ -60,49 +62,65 @@ def _account(username: str) -> User:
     return get_object_or_404(User, username__iexact=username)
 
 
+def _act_on(
+    request: HttpRequest, username: str, act: Callable[[User, User], bool], done: str
+) -> HttpResponse:
+    """Calls `act(signed-in user, account)`; says `done` when it changed something, the
+    service's message when it refused; back to the profile (or a same-site `next`)."""
+    target = _account(username)
+    try:
+        if act(request.user, target):  # type: ignore[arg-type]
+            messages.success(request, done.format(target.username))
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect(safe_next(request, f"/@{target.username}"))
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def block(request: HttpRequest, username: str) -> HttpResponse:
     """GET: what blocking does, with the button; POST: block."""
-    target = _account(username)
     if request.method == "GET":
-        return render(request, "moderation/block.html", {"target": target})
-    try:
-        if services.block_create(blocker=request.user, blocked=target):  # type: ignore[arg-type]
-            messages.success(request, f"You blocked {target.username}.")
-    except ServiceError as error:
-        messages.error(request, error.message)
-    return redirect(safe_next(request, f"/@{target.username}"))
+        return render(request, "moderation/block.html", {"target": _account(username)})
+    return _act_on(
+        request,
+        username,
+        lambda user, target: services.block_create(blocker=user, blocked=target),
+        "You blocked {}.",
+    )
 
 
 @login_required
 @require_POST
 def unblock(request: HttpRequest, username: str) -> HttpResponse:
-    target = _account(username)
-    if services.block_delete(blocker=request.user, blocked=target):  # type: ignore[arg-type]
-        messages.success(request, f"You unblocked {target.username}.")
-    return redirect(safe_next(request, f"/@{target.username}"))
+    return _act_on(
+        request,
+        username,
+        lambda user, target: services.block_delete(blocker=user, blocked=target),
+        "You unblocked {}.",
+    )
 
 
 @login_required
 @require_POST
 def mute(request: HttpRequest, username: str) -> HttpResponse:
-    target = _account(username)
-    try:
-        if services.mute_create(muter=request.user, muted=target):  # type: ignore[arg-type]
-            messages.success(request, f"You muted {target.username}. Their posts leave your feeds.")
-    except ServiceError as error:
-        messages.error(request, error.message)
-    return redirect(safe_next(request, f"/@{target.username}"))
+    return _act_on(
+        request,
+        username,
+        lambda user, target: services.mute_create(muter=user, muted=target),
+        "You muted {}. Their posts leave your feeds.",
+    )
 
 
 @login_required
 @require_POST
 def unmute(request: HttpRequest, username: str) -> HttpResponse:
-    target = _account(username)
-    if services.mute_delete(muter=request.user, muted=target):  # type: ignore[arg-type]
-        messages.success(request, f"You unmuted {target.username}.")
-    return redirect(safe_next(request, f"/@{target.username}"))
+    return _act_on(
+        request,
+        username,
+        lambda user, target: services.mute_delete(muter=user, muted=target),
+        "You unmuted {}.",
+    )
 
 
 @staff_member_required

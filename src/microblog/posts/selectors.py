@@ -1,6 +1,5 @@
 """Reads of posts: the thread page."""
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -11,7 +10,13 @@ from django.db.models.functions import RowNumber
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.moderation.models import Block
-from microblog.moderation.selectors import Viewer, can_see, on_pages, on_pages_for
+from microblog.moderation.selectors import (
+    Viewer,
+    by_viewer_kind,
+    can_see,
+    on_pages,
+    on_pages_for,
+)
 from microblog.posts.models import Post
 
 WITHHELD_HIDDEN = "This post was hidden by the moderators."
@@ -155,13 +160,10 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     visible = Post.objects.select_related("author").filter(on_pages(viewer))
     # The first level through core.sqlcache: one compiled shape per kind of viewer.
     after = cursor if cursor is not None else 0
-    build: Callable[..., QuerySet[Post]]
-    args: tuple[int, ...]
-    if not viewer.is_authenticated:
-        build, args = _replies_for_visitors, (post.id, after)
-    else:
-        build = _replies_for_staff if viewer.is_staff else _replies_for_users
-        args = (post.id, after, viewer.id)
+    build, viewer_args = by_viewer_kind(
+        viewer, visitors=_replies_for_visitors, users=_replies_for_users, staff=_replies_for_staff
+    )
+    args = (post.id, after, *viewer_args)
     key = f"posts.{build.__name__}.{size}"
     first_level = make_page(sqlcache.fetch(key, build, *args), size)
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]

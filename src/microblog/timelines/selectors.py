@@ -4,8 +4,6 @@ Views call only these functions, so how a feed is built can change without touch
 Each is an index range scan plus one query that loads the posts with their authors.
 """
 
-from collections.abc import Callable
-
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -19,6 +17,7 @@ from microblog.moderation.models import Block, Mute
 from microblog.moderation.selectors import (
     Viewer,
     blocked_ids,
+    by_viewer_kind,
     in_feeds,
     muted_ids,
     on_pages_for,
@@ -225,13 +224,10 @@ def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Pos
     whether the viewer is a visitor, staff or anyone else, its values on who they are."""
     size = settings.PAGE_SIZE
     upper = cursor if cursor is not None else MAX_ID
-    build: Callable[..., QuerySet[Post]]
-    args: tuple[int, ...]
-    if not viewer.is_authenticated:
-        build, args = _profile_for_visitors, (author.id, upper)
-    else:
-        build = _profile_for_staff if viewer.is_staff else _profile_for_users
-        args = (author.id, upper, viewer.id)
+    build, viewer_args = by_viewer_kind(
+        viewer, visitors=_profile_for_visitors, users=_profile_for_users, staff=_profile_for_staff
+    )
+    args = (author.id, upper, *viewer_args)
     return make_page(sqlcache.fetch(f"timelines.{build.__name__}.{size}", build, *args), size)
 
 
