@@ -1,6 +1,12 @@
 """One error hierarchy for bad input, mapped to responses in one place (core.views)."""
 
 from django.core.exceptions import BadRequest
+from django.db import InterfaceError, OperationalError
+
+# The database cannot serve us for now (connection refused or lost, server starting or shutting
+# down, too many connections, disk full, deadlock, statement timeout): the transient kind, met
+# with a 503 by the pages and with waiting by the worker and the scheduler.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 class InvalidInput(BadRequest):

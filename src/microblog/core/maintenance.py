@@ -1,7 +1,8 @@
 import logging
 import os
 import socket
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.tasks import TaskResultStatus
@@ -55,32 +56,32 @@ def requeue_abandoned_jobs(own_worker_id: str | None = None) -> int:
     start-up and on each scheduler tick.
     """
     timeout_cutoff = timezone.now() - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT_SECONDS)
+
+    def abandoned(claimed_by: str, started_at: datetime | None) -> bool:
+        stale = started_at is not None and started_at < timeout_cutoff
+        return stale or _worker_is_gone(claimed_by, own_worker_id)
+
+    return _requeue_running(abandoned)
+
+
+def requeue_jobs_of(worker_id: str) -> int:
+    """Puts the RUNNING jobs last claimed by `worker_id` back to READY; returns how many. For a
+    worker that lost its database mid-job and no longer runs them (`microblog worker`)."""
+    return _requeue_running(lambda claimed_by, _started_at: claimed_by == worker_id)
+
+
+def _requeue_running(should_requeue: Callable[[str, datetime | None], bool]) -> int:
+    """Puts back to READY each RUNNING job for which `should_requeue(claimed_by, started_at)`."""
     requeued = 0
     running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
     for job_id, started_at, worker_ids in running.values_list("id", "started_at", "worker_ids"):
         claimed_by = worker_ids[-1] if worker_ids else ""
-        stale = started_at is not None and started_at < timeout_cutoff
-        if not stale and not _worker_is_gone(claimed_by, own_worker_id):
+        if not should_requeue(claimed_by, started_at):
             continue
         # Conditional on the state read above, so a job that finished meanwhile stays finished.
         if DBTaskResult.objects.filter(
             id=job_id, status=TaskResultStatus.RUNNING, started_at=started_at
         ).update(status=TaskResultStatus.READY):
             logger.warning("job %s abandoned by worker %s: queued again", job_id, claimed_by)
-            requeued += 1
-    return requeued
-
-
-def requeue_jobs_of(worker_id: str) -> int:
-    """Puts the RUNNING jobs last claimed by `worker_id` back to READY; returns how many. For a
-    worker that lost its database mid-job and no longer runs them (`microblog worker`)."""
-    requeued = 0
-    running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
-    for job_id, started_at, worker_ids in running.values_list("id", "started_at", "worker_ids"):
-        if not worker_ids or worker_ids[-1] != worker_id:
-            continue
-        if DBTaskResult.objects.filter(
-            id=job_id, status=TaskResultStatus.RUNNING, started_at=started_at
-        ).update(status=TaskResultStatus.READY):
             requeued += 1
     return requeued

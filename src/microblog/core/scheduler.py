@@ -5,11 +5,12 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import close_old_connections
 from django.utils import timezone
 
 from microblog import jobs
 from microblog.core import maintenance
+from microblog.core.errors import DATABASE_UNAVAILABLE
 from microblog.core.models import ScheduledJob
 
 logger = logging.getLogger("microblog.scheduler")
@@ -43,7 +44,7 @@ def start(poll_seconds: float = 15.0, worker_id: str | None = None) -> threading
                 for name in enqueue_due_jobs():
                     logger.info("scheduled job enqueued: %s", name)
                 maintenance.requeue_abandoned_jobs(worker_id)
-            except (OperationalError, InterfaceError) as error:
+            except DATABASE_UNAVAILABLE as error:
                 # The database is away (a restart, an outage): one line per tick, not a
                 # traceback; the worker's own loop reports the outage too.
                 logger.warning("scheduler: database unreachable (%s); trying again", error)

@@ -5,12 +5,11 @@ import sys
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from microblog.core.errors import InvalidInput
+from microblog.core.errors import DATABASE_UNAVAILABLE, InvalidInput
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -31,10 +30,7 @@ def error_response(request: HttpRequest, status: int, title: str, message: str) 
 
 logger = logging.getLogger("microblog.errors")
 
-# The database cannot serve us for now: a 503 with Retry-After, not a 500. OperationalError and
-# InterfaceError are the transient kind: connection refused or lost, server starting or shutting
-# down, too many connections, disk full, deadlock, statement timeout.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+# A database outage (core.errors.DATABASE_UNAVAILABLE) is a 503 with Retry-After, not a 500.
 RETRY_AFTER_SECONDS = 5
 UNAVAILABLE_TITLE = "The service is temporarily unavailable"
 UNAVAILABLE_MESSAGE = (

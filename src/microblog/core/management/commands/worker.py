@@ -13,13 +13,12 @@ from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import InterfaceError, OperationalError, connection, connections
+from django.db import connection, connections
 
 from microblog.core import maintenance, scheduler
+from microblog.core.errors import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger("microblog.jobs")
-
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def close_connections() -> None:
