@@ -281,16 +281,19 @@ class Hub:
                     listener.follows_changed = True
             return
         if isinstance(event, RepliesChangedEvent):  # a reply was deleted
-            self.replied.add(event.post)
-            self.replied_event.set()
+            self.recount(event.post)
             return
         if self.last_id is None or event.id > self.last_id:
             self.last_id = event.id
         for listener in list(self.listeners):
             listener.offer(event)
         if event.parent is not None:
-            self.replied.add(event.parent)
-            self.replied_event.set()
+            self.recount(event.parent)
+
+    def recount(self, post_id: int) -> None:
+        """Queues the post's reply count for the next batch that send_counts() reads."""
+        self.replied.add(post_id)
+        self.replied_event.set()
 
     async def send_counts(self) -> None:
         """Reads the reply counts of the posts that got replies, one query per batch, and offers
