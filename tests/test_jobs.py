@@ -14,7 +14,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -29,7 +29,7 @@ from microblog.moderation.services import report_create
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from microblog.timelines import fanout
-from microblog.timelines.models import FeedEntry
+from microblog.timelines.models import FanOut, FeedEntry
 from tests.conftest import refreshed
 
 # Jobs only these tests use. The worker finds a job by its import path, so they must live at
@@ -153,24 +153,53 @@ def test_dashboard_numbers_follow_the_job_table(run_jobs, make_user, client_for)
     assert "1</strong> failed" in page
 
 
-def test_jobs_are_enqueued_only_after_commit(run_jobs, alice):
+def jobs_seen_by_another_connection() -> int:
+    """What a worker would see: the job rows, read from another thread's connection."""
+    seen: list[int] = []
+
+    def count() -> None:
+        try:
+            seen.append(DBTaskResult.objects.count())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    thread.join(10)
+    return seen[0]
+
+
+def test_a_writes_job_commits_and_rolls_back_with_the_write(run_jobs, alice):
+    """The fan-out job (and the fan-out's progress row) are written in the post's own
+    transaction: a rolled-back post leaves no job, a committed one always has its job, and no
+    worker sees the job before the commit."""
+
     class Abort(Exception):
         pass
 
     with pytest.raises(Abort), transaction.atomic():
         post_create(author=alice, content="rolled back")
+        assert DBTaskResult.objects.count() == 1  # in the post's transaction
         raise Abort
     assert not Post.objects.exists()
     assert not DBTaskResult.objects.exists()
+    assert not FanOut.objects.exists()
 
     with transaction.atomic():
         post = post_create(author=alice, content="kept")
-        assert not DBTaskResult.objects.exists()  # not before the commit
+        assert DBTaskResult.objects.count() == 1
+        if connection.vendor == "postgresql":  # SQLite's in-memory test database is one connection
+            assert jobs_seen_by_another_connection() == 0  # not before the commit
+    if connection.vendor == "postgresql":
+        assert jobs_seen_by_another_connection() == 1
     job = DBTaskResult.objects.get()
     assert job.task_path == "microblog.jobs.fan_out_post"
     assert job.args_kwargs == {"args": [post.id], "kwargs": {}}
     assert job.queue_name == "fanout"
     assert job.priority == jobs.PRIORITY[jobs.FANOUT]
+    assert FanOut.objects.get().post_id == post.id
+    run_jobs()
+    assert FanOut.objects.get().finished_at is not None
 
 
 def test_fan_out_job_is_idempotent(settings, run_jobs, make_user):

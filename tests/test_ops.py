@@ -52,6 +52,7 @@ def test_health_is_ok_with_every_check_reported(db):
         "failed": 0,
         "failed_recently": 0,
         "failed_window_s": 3600,
+        "fan_outs_abandoned": 0,
     }
     assert checks["stream"] == {"configured": False}
 
@@ -82,11 +83,11 @@ def test_health_is_degraded_when_the_oldest_queued_job_waits_too_long(db_job_bac
     assert health_get().json()["status"] == "ok"
 
 
-def failed_job(finished_ago: timedelta, attempt: int = 5) -> DBTaskResult:
+def failed_job(finished_ago: timedelta, post_id: int, attempt: int = 5) -> DBTaskResult:
     finished = timezone.now() - finished_ago
     return DBTaskResult.objects.create(
         status=TaskResultStatus.FAILED,
-        args_kwargs={"args": [1], "kwargs": {"attempt": attempt}},
+        args_kwargs={"args": [post_id], "kwargs": {"attempt": attempt}},
         priority=50,
         task_path="microblog.jobs.fan_out_post",
         queue_name="fanout",
@@ -100,8 +101,10 @@ def failed_job(finished_ago: timedelta, attempt: int = 5) -> DBTaskResult:
 
 
 def test_health_is_degraded_while_jobs_failed_recently(db_job_backend, settings):
+    """A recent failure degrades /health unless a later run of the same job is pending,
+    whatever its attempt: a first attempt whose retry is missing is work lost all the same."""
     settings.HEALTH_FAILED_JOBS_WINDOW_SECONDS = 3600
-    failed_job(timedelta(hours=3))
+    failed_job(timedelta(hours=3), post_id=1)
     body = health_get().json()
     # An old failure is still counted (it waits for review) but no longer degrades.
     assert body["status"] == "ok"
@@ -109,16 +112,22 @@ def test_health_is_degraded_while_jobs_failed_recently(db_job_backend, settings)
     assert body["checks"]["jobs"]["failed_recently"] == 0
 
     # A failed attempt that was retried (a transient blip) is not a failure for good.
-    failed_job(timedelta(minutes=1), attempt=2)
+    failed_job(timedelta(minutes=1), post_id=2, attempt=2)
+    jobs.fan_out_post.enqueue(2, attempt=3)
     body = health_get().json()
     assert body["status"] == "ok"
     assert body["checks"]["jobs"]["failed_recently"] == 0
 
-    failed_job(timedelta(minutes=1))
+    # A first attempt with no retry behind it (the retry was never enqueued, or deleted).
+    failed_job(timedelta(minutes=1), post_id=3, attempt=1)
     body = health_get().json()
     assert body["status"] == "degraded"
     assert body["checks"]["jobs"]["failed"] == 3
     assert body["checks"]["jobs"]["failed_recently"] == 1
+    assert "with no retry pending" in body["checks"]["jobs"]["problems"][0]
+
+    failed_job(timedelta(minutes=1), post_id=4)  # the last attempt
+    assert health_get().json()["checks"]["jobs"]["failed_recently"] == 2
 
 
 class BrokenConnection:
@@ -300,11 +309,13 @@ def test_a_request_counts_under_its_route_name_and_status(client, alice, client_
 def test_queue_metrics_are_read_at_scrape_time(db_job_backend, client):
     jobs.feeds_trim.enqueue()
     jobs.jobs_prune.enqueue()
-    failed_job(timedelta(minutes=1))
+    failed_job(timedelta(minutes=1), post_id=1)
     text = client.get("/metrics").content.decode()
     assert 'microblog_job_queue_depth{queue="maintenance"} 2.0' in text
     assert 'microblog_job_queue_depth{queue="fanout"} 0.0' in text
     assert "microblog_jobs_failed 1.0" in text
+    assert 'microblog_jobs_abandoned{kind="job"} 1.0' in text
+    assert 'microblog_jobs_abandoned{kind="fan_out"} 0.0' in text
     db_job_backend()
     text = client.get("/metrics").content.decode()
     assert 'microblog_job_queue_depth{queue="maintenance"} 0.0' in text

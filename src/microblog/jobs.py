@@ -3,21 +3,26 @@
 Jobs run on `django.tasks` with the django-tasks-db backend (`microblog worker`). The engine has no
 retries, so `job()` adds them: a failed attempt is recorded as failed and, until JOB_MAX_ATTEMPTS,
 enqueued again after an exponential backoff. Every job is idempotent, so a retry, or a second run
-after a crash, changes nothing that was already done. Callers enqueue with `enqueue_after_commit`,
-so a rolled-back write never starts a job.
+after a crash, changes nothing that was already done. A job interrupted because its worker is
+stopping (`JobInterrupted`, or SystemExit/KeyboardInterrupt) is not a failure: the worker puts it
+back in the queue (core/management/commands/worker.py). Writes enqueue with `enqueue_with_write`:
+the job commits or rolls back with the write.
 """
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
-from django.tasks import Task, task
+from django.db import DEFAULT_DB_ALIAS, router, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.tasks import Task, TaskResultStatus, task
 from django.utils import timezone
+from django_tasks_db import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
 
 logger = logging.getLogger("microblog.jobs")
 
@@ -27,6 +32,24 @@ FANOUT = "fanout"
 DEFAULT = "default"
 MAINTENANCE = "maintenance"
 PRIORITY = {FANOUT: 50, DEFAULT: 0, MAINTENANCE: -50}
+
+
+class JobInterrupted(BaseException):
+    """Raised in a job when its worker is stopping; the worker puts the job back in the queue.
+    A BaseException, so no `except Exception` in a job mistakes it for a failure to retry."""
+
+
+# Shutdown arrives as these in a running job; each means "run it again", never "it failed".
+INTERRUPTIONS = (JobInterrupted, SystemExit, KeyboardInterrupt)
+
+# Set by the worker when it is asked to stop.
+stop_requested = threading.Event()
+
+
+def checkpoint() -> None:
+    """Called by long jobs at points where stopping loses nothing (a fan-out between chunks)."""
+    if stop_requested.is_set():
+        raise JobInterrupted("the worker is stopping")
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -61,17 +84,39 @@ def job(queue: str) -> Callable[[Callable[..., Any]], Task[..., Any]]:
     return decorate
 
 
-def failed_for_good() -> Q:
-    """Failed job rows whose job was not retried: the last attempt (every earlier failed
-    attempt also stays as a FAILED row, with a retry queued behind it)."""
-    final = Q(args_kwargs__kwargs__attempt__gte=settings.JOB_MAX_ATTEMPTS)
-    if settings.JOB_MAX_ATTEMPTS <= 1:
-        final |= Q(args_kwargs__kwargs__attempt__isnull=True)  # a first attempt is the last
-    return final
+def failed_without_retry() -> "QuerySet[DBTaskResult]":
+    """Failed jobs that nothing will run again: no later run of the same job (a retry, the
+    dashboard's "queue again", the safety net's) exists. Whatever the cause: the last attempt, a
+    retry that could not be enqueued, a retry row deleted by hand."""
+    later_run = DBTaskResult.objects.filter(
+        task_path=OuterRef("task_path"),
+        args_kwargs__args=OuterRef("args_kwargs__args"),
+        enqueued_at__gt=OuterRef("enqueued_at"),
+    )
+    return DBTaskResult.objects.filter(status=TaskResultStatus.FAILED).exclude(Exists(later_run))
 
 
-def enqueue_after_commit(job_task: Task[..., Any], *args: Any, **kwargs: Any) -> None:
-    transaction.on_commit(lambda: job_task.enqueue(*args, **kwargs))
+def _queue_shares_database(job_task: Task[..., Any], using: str) -> bool:
+    return isinstance(job_task.get_backend(), DatabaseBackend) and (
+        router.db_for_write(DBTaskResult) == using
+    )
+
+
+def enqueue_with_write(
+    job_task: Task[..., Any], *args: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any
+) -> None:
+    """Enqueues a job that a write starts, as part of that write. When the job queue lives in
+    the write's database (django-tasks-db), the job row is inserted in the write's transaction:
+    it commits or rolls back with the write, no worker sees it before the commit, and no crash
+    can fall between the two. With another backend, the job is enqueued after the commit."""
+    if _queue_shares_database(job_task, using):
+        job_task.enqueue(*args, **kwargs)
+    else:
+        transaction.on_commit(lambda: job_task.enqueue(*args, **kwargs), using=using)
+
+
+# The former name, still called from accounts.services (changed by other work at the moment).
+enqueue_after_commit = enqueue_with_write
 
 
 # --- Fan-out -----------------------------------------------------------------------------
@@ -82,7 +127,7 @@ def fan_out_post(post_id: int) -> int:
     from microblog.core import metrics
     from microblog.timelines import fanout
 
-    inserted = fanout.fan_out_post(post_id)
+    inserted = fanout.fan_out_post(post_id, checkpoint=checkpoint)
     # Commit to the last feed entry written: the post's id carries its creation time.
     metrics.observe_fanout_lag(post_id)
     return inserted
@@ -118,8 +163,10 @@ def feeds_trim() -> int:
 @job(MAINTENANCE)
 def jobs_prune() -> int:
     from microblog.core import maintenance
+    from microblog.timelines import fanout
 
-    return maintenance.prune_finished_jobs()
+    kept_since = timezone.now() - timedelta(days=settings.JOBS_KEEP_FINISHED_DAYS)
+    return maintenance.prune_finished_jobs() + fanout.prune_finished(kept_since)
 
 
 @job(MAINTENANCE)
@@ -127,6 +174,40 @@ def counters_check() -> dict[str, int]:
     from microblog.core.counters import reconcile
 
     return reconcile(fix=True).drift_by_counter()
+
+
+@job(MAINTENANCE)
+def fanouts_resume() -> int:
+    """The safety net: fan-outs that have not finished and that no job will run (whatever the
+    cause: a bug, a job row deleted by hand) are enqueued again; returns how many."""
+    from microblog.core import metrics
+
+    lost = abandoned_fan_outs()
+    for post_id in lost:
+        logger.warning("fan-out of post %d had no job left to run it: enqueued again", post_id)
+        fan_out_post.enqueue(post_id)
+        metrics.JOBS_REQUEUED.labels(reason="safety_net").inc()
+    return len(lost)
+
+
+def abandoned_fan_outs() -> list[int]:
+    """Post ids whose fan-out has not finished and has no job queued or running."""
+    from microblog.timelines import fanout
+
+    pending = fanout.pending_fan_outs()
+    if not pending:
+        return []
+    queued = {
+        args[0] if args else None
+        for args in DBTaskResult.objects.filter(
+            task_path=fan_out_post.module_path,
+            status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING],
+        ).values_list("args_kwargs__args", flat=True)
+    }
+    candidates = [post_id for post_id in pending if post_id not in queued]
+    # Read again: a fan-out that finished between the two reads above is not abandoned.
+    still_pending = set(fanout.pending_fan_outs()) if candidates else set()
+    return [post_id for post_id in candidates if post_id in still_pending]
 
 
 @job(MAINTENANCE)
@@ -141,4 +222,5 @@ SCHEDULED: dict[str, Task[..., Any]] = {
     "jobs_prune": jobs_prune,
     "counters_check": counters_check,
     "ratelimit_prune": ratelimit_prune,
+    "fanouts_resume": fanouts_resume,
 }

@@ -292,12 +292,19 @@ JOB_RETRY_BASE_SECONDS = float(os.environ.get("JOB_RETRY_BASE_SECONDS", "2"))
 # A job RUNNING this long is presumed abandoned by a dead worker and queued again
 # (core.maintenance.requeue_abandoned_jobs); keep it above the longest job.
 JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 3600)
+# Asked to stop, a worker lets its current job run this long, then interrupts it and puts it back
+# in the queue (a fan-out stops at once, at its next chunk); `microblog serve` forces a worker
+# still running a few seconds after that. Give a process manager more (docs/operations.md).
+JOB_STOP_GRACE_SECONDS = float(os.environ.get("JOB_STOP_GRACE_SECONDS", "20"))
+# How often every worker's scheduler thread looks for due maintenance (core.scheduler).
+SCHEDULER_POLL_SECONDS = float(os.environ.get("SCHEDULER_POLL_SECONDS", "15"))
 # Periodic maintenance, run by `microblog worker`'s scheduler (seconds between runs).
 MAINTENANCE_INTERVALS = {
     "feeds_trim": env_int("FEEDS_TRIM_INTERVAL", 600),
     "jobs_prune": env_int("JOBS_PRUNE_INTERVAL", 3600),
     "counters_check": env_int("COUNTERS_CHECK_INTERVAL", 86400),
     "ratelimit_prune": env_int("RATELIMIT_PRUNE_INTERVAL", 600),
+    "fanouts_resume": env_int("FANOUTS_RESUME_INTERVAL", 60),
 }
 JOBS_KEEP_FINISHED_DAYS = env_int("JOBS_KEEP_FINISHED_DAYS", 7)
 

@@ -108,4 +108,4 @@ def _set_celebrity(user_id: int, value: bool) -> None:
     with transaction.atomic():
         User.objects.filter(id=user_id).update(is_celebrity=value)
         if not value:
-            jobs.enqueue_after_commit(jobs.backfill_author, user_id)
+            jobs.enqueue_with_write(jobs.backfill_author, user_id)

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -112,19 +111,16 @@ def check_cache() -> Check:
 
 
 def check_jobs() -> Check:
-    from django_tasks_db.models import DBTaskResult
-
     from microblog import jobs
     from microblog.core.dashboard import queue_stats
 
     try:
         stats = queue_stats()
         window = timedelta(seconds=settings.HEALTH_FAILED_JOBS_WINDOW_SECONDS)
-        failed_recently = DBTaskResult.objects.filter(
-            jobs.failed_for_good(),
-            status=TaskResultStatus.FAILED,
-            finished_at__gte=timezone.now() - window,
-        ).count()
+        failed_recently = (
+            jobs.failed_without_retry().filter(finished_at__gte=timezone.now() - window).count()
+        )
+        fan_outs_abandoned = len(jobs.abandoned_fan_outs())
     except Exception as error:
         logger.warning("health: job queue unreadable: %s", error)
         return _failure(error)
@@ -135,7 +131,12 @@ def check_jobs() -> Check:
             f"oldest queued job waits {age:.0f}s (> {settings.HEALTH_QUEUE_MAX_AGE_SECONDS}s)"
         )
     if failed_recently:
-        problems.append(f"{failed_recently} job(s) failed for good in the last window")
+        problems.append(f"{failed_recently} job(s) failed in the last window with no retry pending")
+    if fan_outs_abandoned:
+        problems.append(
+            f"{fan_outs_abandoned} fan-out(s) unfinished with no job to run them "
+            "(the fanouts_resume job queues them again)"
+        )
     check: Check = {
         "ok": not problems,
         "depth": stats["queue_depth"],
@@ -144,6 +145,7 @@ def check_jobs() -> Check:
         "failed": stats["failed"],
         "failed_recently": failed_recently,
         "failed_window_s": settings.HEALTH_FAILED_JOBS_WINDOW_SECONDS,
+        "fan_outs_abandoned": fan_outs_abandoned,
     }
     if problems:
         check["problems"] = problems

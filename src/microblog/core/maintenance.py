@@ -3,6 +3,7 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.tasks import TaskResultStatus
@@ -61,17 +62,33 @@ def requeue_abandoned_jobs(own_worker_id: str | None = None) -> int:
         stale = started_at is not None and started_at < timeout_cutoff
         return stale or _worker_is_gone(claimed_by, own_worker_id)
 
-    return _requeue_running(abandoned)
+    return _requeue_running(abandoned, reason="worker_gone")
+
+
+def requeue_job(job_id: UUID | str) -> bool:
+    """Puts one RUNNING job back to READY: its worker was asked to stop while running it."""
+    from microblog.core.metrics import JOBS_REQUEUED
+
+    if DBTaskResult.objects.filter(id=job_id, status=TaskResultStatus.RUNNING).update(
+        status=TaskResultStatus.READY
+    ):
+        JOBS_REQUEUED.labels(reason="stopped").inc()
+        return True
+    return False
 
 
 def requeue_jobs_of(worker_id: str) -> int:
     """Puts the RUNNING jobs last claimed by `worker_id` back to READY; returns how many. For a
     worker that lost its database mid-job and no longer runs them (`microblog worker`)."""
-    return _requeue_running(lambda claimed_by, _started_at: claimed_by == worker_id)
+    return _requeue_running(
+        lambda claimed_by, _started_at: claimed_by == worker_id, reason="database_lost"
+    )
 
 
-def _requeue_running(should_requeue: Callable[[str, datetime | None], bool]) -> int:
+def _requeue_running(should_requeue: Callable[[str, datetime | None], bool], reason: str) -> int:
     """Puts back to READY each RUNNING job for which `should_requeue(claimed_by, started_at)`."""
+    from microblog.core.metrics import JOBS_REQUEUED
+
     requeued = 0
     running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
     for job_id, started_at, worker_ids in running.values_list("id", "started_at", "worker_ids"):
@@ -83,5 +100,6 @@ def _requeue_running(should_requeue: Callable[[str, datetime | None], bool]) -> 
             id=job_id, status=TaskResultStatus.RUNNING, started_at=started_at
         ).update(status=TaskResultStatus.READY):
             logger.warning("job %s abandoned by worker %s: queued again", job_id, claimed_by)
+            JOBS_REQUEUED.labels(reason=reason).inc()
             requeued += 1
     return requeued

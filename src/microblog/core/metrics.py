@@ -69,6 +69,13 @@ FANOUT_LAG = Histogram(
     "written; retries included.",
     buckets=LAG_BUCKETS,
 )
+JOBS_REQUEUED = Counter(
+    "microblog_jobs_requeued_total",
+    "Jobs put back in the queue to run again, by reason: stopped (the worker was asked to stop "
+    "while running it), worker_gone (its worker died), database_lost (its worker lost the "
+    "database), safety_net (an unfinished fan-out had no job left, jobs.fanouts_resume).",
+    ["reason"],
+)
 
 # --- Rate limiting (incremented by the limiter, when there is one) --------------------------
 
@@ -130,6 +137,7 @@ class QueueCollector(Collector):
     """Job queue figures, read from the database when scraped (core.dashboard.queue_stats)."""
 
     def collect(self) -> Iterable[Any]:
+        from microblog import jobs
         from microblog.core.dashboard import queue_stats
 
         stats = queue_stats()
@@ -153,6 +161,16 @@ class QueueCollector(Collector):
             "Jobs that failed for good (after their last retry) and are kept for review.",
             value=float(stats["failed"]),  # type: ignore[arg-type]
         )
+        abandoned = GaugeMetricFamily(
+            "microblog_jobs_abandoned",
+            "Work that nothing will run again: failed jobs with no later run pending (kind "
+            "job), and unfinished fan-outs with no job (kind fan_out; jobs.fanouts_resume "
+            "queues them again).",
+            labels=["kind"],
+        )
+        abandoned.add_metric(["job"], jobs.failed_without_retry().count())
+        abandoned.add_metric(["fan_out"], len(jobs.abandoned_fan_outs()))
+        yield abandoned
 
 
 class _Forward(Collector):

@@ -56,7 +56,7 @@ def follow_create(*, follower: User, followed: User) -> bool:
             # A follow can also end celebrity status, when the threshold was raised since the
             # flag was last set; the posts written meanwhile then need their backfill.
             if fanout.update_celebrity(followed.id) is False:
-                jobs.enqueue_after_commit(jobs.backfill_author, followed.id)
+                jobs.enqueue_with_write(jobs.backfill_author, followed.id)
             followed.refresh_from_db(fields=["followers_count", "is_celebrity"])
             fanout.backfill_follow(follower=follower, followed=followed)
             # The follower's open streams reload their follows (stream/app.py).
@@ -80,5 +80,5 @@ def follow_delete(*, follower: User, followed: User) -> bool:
             fanout.remove_follow(follower=follower, followed=followed)
             events.publish_follow_after_commit(follower_id=follower.id)
             if fanout.update_celebrity(followed.id) is False:
-                jobs.enqueue_after_commit(jobs.backfill_author, followed.id)
+                jobs.enqueue_with_write(jobs.backfill_author, followed.id)
     return bool(deleted)

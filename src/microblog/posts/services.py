@@ -43,7 +43,9 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.
             fanout.add_own_post(post)
-            jobs.enqueue_after_commit(jobs.fan_out_post, post.id)
+            # The fan-out's progress row and its job commit with the post (jobs.py).
+            fanout.record_fan_out(post)
+            jobs.enqueue_with_write(jobs.fan_out_post, post.id)
         # Open pages learn of the post once it is committed (stream/events.py).
         events.publish_post_after_commit(post_id=post.id, author_id=author.id, parent_id=parent_id)
     return post

@@ -8,9 +8,11 @@ Readers not seen for FANOUT_INACTIVE_DAYS are skipped and read the pull query un
 when their feed is rebuilt.
 
 Every statement here is set-based SQL and idempotent (ON CONFLICT DO NOTHING on the primary key),
-so a job that crashes half-way can simply run again.
+so a job that crashes half-way can simply run again; a post's fan-out also records its progress
+(FanOut) in each chunk's transaction, so running it again starts after the last committed chunk.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,7 +22,7 @@ from django.utils import timezone
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
 from microblog.posts.models import Post
-from microblog.timelines.models import FeedEntry
+from microblog.timelines.models import FanOut, FeedEntry
 
 FEED = FeedEntry._meta.db_table
 POSTS = Post._meta.db_table
@@ -65,19 +67,33 @@ def add_own_post(post: Post) -> None:
     )
 
 
-def fan_out_post(post_id: int) -> int:
+def record_fan_out(post: Post) -> None:
+    """In the post's transaction: its fan-out is pending until its last chunk commits."""
+    FanOut.objects.create(post_id=post.id)
+
+
+def fan_out_post(post_id: int, checkpoint: Callable[[], None] | None = None) -> int:
     """Copies a top-level post into the feeds of its author's active followers, in chunks of
-    FANOUT_CHUNK_SIZE followers, each in its own short transaction. Returns rows inserted."""
+    FANOUT_CHUNK_SIZE followers, each in its own short transaction that also records how far it
+    got, so a second run starts where the first stopped. `checkpoint` is called after each chunk
+    commits (a stopping worker interrupts the job there). Returns rows inserted."""
+    progress = FanOut.objects.filter(post_id=post_id).values_list("done_through", "finished_at")
+    # No row: a post from before fan-outs were recorded; its fan-out runs from the start.
+    done_through, finished_at = progress.first() or (0, None)
+    if finished_at is not None:
+        return 0  # a second run after a crash between the last chunk and the job's end
     post = Post.objects.filter(id=post_id).select_related("author").first()
     if post is None or post.parent_id is not None or post.author is None:
+        _record_progress(post_id, None)
         return 0
     if post.author.is_celebrity:
+        _record_progress(post_id, None)
         return 0  # merged at read time instead
     author_id = post.author.id
     cutoff = active_cutoff()
     chunk = settings.FANOUT_CHUNK_SIZE
     inserted = 0
-    after = -1
+    after = done_through
     while True:
         with connection.cursor() as cursor:
             # The chunk's upper bound, from the (followed_id, follower_id) index alone.
@@ -96,6 +112,7 @@ def fan_out_post(post_id: int) -> int:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SELECT 1 FROM {POSTS} WHERE id = %s {_lock_posts_clause()}", [post.id])
             if cursor.fetchone() is None:
+                _record_progress(post_id, None)
                 return inserted  # deleted meanwhile, and its entries with it
             cursor.execute(
                 f"""
@@ -110,9 +127,36 @@ def fan_out_post(post_id: int) -> int:
                 params,
             )
             inserted += max(cursor.rowcount, 0)
+            _record_progress(post_id, upper)
         if upper is None:
             return inserted
         after = upper
+        if checkpoint is not None:
+            checkpoint()
+
+
+def _record_progress(post_id: int, done_through: int | None) -> None:
+    """Every follower up to `done_through` is handled; None: the fan-out is finished."""
+    pending = FanOut.objects.filter(post_id=post_id, finished_at__isnull=True)
+    if done_through is None:
+        pending.update(finished_at=timezone.now())
+    else:
+        # Never backwards: two runs of one fan-out may overlap (a job presumed abandoned).
+        pending.filter(done_through__lt=done_through).update(done_through=done_through)
+
+
+def pending_fan_outs(limit: int = 1000) -> list[int]:
+    """Post ids whose fan-out has not finished, oldest first."""
+    return list(
+        FanOut.objects.filter(finished_at__isnull=True)
+        .order_by("post_id")
+        .values_list("post_id", flat=True)[:limit]
+    )
+
+
+def prune_finished(before: datetime) -> int:
+    deleted, _ = FanOut.objects.filter(finished_at__lt=before).delete()
+    return deleted
 
 
 def backfill_follow(*, follower: User, followed: User) -> None:

@@ -37,3 +37,31 @@ class FeedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"feed {self.user_id}: {self.post_id}"
+
+
+class FanOut(models.Model):
+    """How far one post's fan-out has got, written in the post's transaction and then in each
+    chunk's: a fan-out cut by a stop or a crash resumes after its last committed chunk, and one
+    whose job was lost is found and run again (timelines.fanout, jobs.fanouts_resume).
+
+    `done_through`: every follower id up to it has been handled. `finished_at`: the last chunk
+    committed (finished rows are pruned with finished jobs).
+    """
+
+    post_id = models.BigIntegerField(primary_key=True)  # no constraint, like FeedEntry's
+    done_through = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["post_id"],
+                name="timelines_fanout_pending_idx",
+                condition=models.Q(finished_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else f"done through follower {self.done_through}"
+        return f"fan-out of {self.post_id}: {state}"

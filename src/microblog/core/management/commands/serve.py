@@ -1,4 +1,11 @@
-"""`microblog serve`: the whole app in one command (web server and job worker) until Ctrl-C."""
+"""`microblog serve`: the whole app in one command (web server and job worker) until Ctrl-C.
+
+Stopping (Ctrl-C, SIGTERM): each child gets one SIGTERM, however many signals arrive; a job
+worker has JOB_STOP_GRACE_SECONDS to put its current job back in the queue (a fan-out does so at
+its next chunk), and only a child still running a few seconds after that is killed (a job killed
+so is still queued again, by the next worker to start). docs/operations.md, "Stopping and
+restarting".
+"""
 
 import os
 import shutil
@@ -11,7 +18,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+# After the workers' grace period: time for a worker to requeue its job and exit.
+STOP_MARGIN_SECONDS = 5.0
 
 
 class Command(BaseCommand):
@@ -102,6 +113,11 @@ class Command(BaseCommand):
 
         def stop(signum: int, frame: FrameType | None) -> None:
             nonlocal stopping
+            if stopping:
+                self.stderr.write(
+                    f"Still stopping: the job workers have up to {self.grace():.0f}s to put "
+                    "their current job back in the queue."
+                )
             stopping = True
 
         signal.signal(signal.SIGINT, stop)
@@ -113,12 +129,19 @@ class Command(BaseCommand):
                     break
                 time.sleep(0.5)
         finally:
+            # One stop request per child (a Ctrl-C in a terminal has already reached them
+            # all: a second signal changes nothing for a worker), then the grace period.
             for child in children:
                 if child.poll() is None:
                     child.terminate()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + self.grace()
             for child in children:
                 try:
                     child.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     child.kill()
+                    child.wait()
+
+    @staticmethod
+    def grace() -> float:
+        return float(settings.JOB_STOP_GRACE_SECONDS) + STOP_MARGIN_SECONDS
