@@ -3,6 +3,7 @@
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,6 +367,17 @@ def test_stream_refuses_strangers_bad_requests_and_too_many_connections(stream) 
     assert status_of(port, "feed=for_you", "not-a-session") == 401
     assert status_of(port, "feed=everything", session) == 400
     assert status_of(port, "thread=abc", session) == 400
+    for bad in [
+        "thread=%00",
+        "thread=-1",
+        "thread=99999999999999999999",
+        "thread=%D9%A1",
+        "feed=%FF",
+    ]:
+        assert status_of(port, bad, session) == 400, bad
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"GET /events/?feed=\xff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 400"), "a query string that is not UTF-8"
 
     first = _open(port, "feed=for_you", session)
     second = _open(port, "feed=following", session)
