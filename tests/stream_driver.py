@@ -17,8 +17,9 @@ def main() -> None:
     from django.test import Client
 
     from microblog.accounts.models import User
-    from microblog.follows.services import follow_create
-    from microblog.moderation.services import block_create, mute_create
+    from microblog.accounts.services import user_change_password
+    from microblog.follows.services import follow_create, follow_delete
+    from microblog.moderation.services import block_create, mute_create, mute_delete, review
     from microblog.posts.models import Post
     from microblog.posts.services import post_create, post_delete
     from tests.conftest import PASSWORD
@@ -27,10 +28,28 @@ def main() -> None:
         command = json.loads(line)
         op = command["op"]
         if op == "user":
-            user = User.objects.create_user(username=command["name"], password=PASSWORD)
+            user = User.objects.create_user(
+                username=command["name"], password=PASSWORD, is_staff=command.get("staff", False)
+            )
             client = Client()
             client.force_login(user)
             answer = {"id": user.id, "session": client.cookies["sessionid"].value}
+        elif op == "logout":  # through the log-out view, with the session's cookie
+            client = Client(HTTP_HOST="127.0.0.1")
+            client.cookies["sessionid"] = command["session"]
+            answer = {"status": client.post("/logout").status_code}
+        elif op == "password":
+            user_change_password(
+                user=User.objects.get(id=command["user"]),
+                current_password=PASSWORD,
+                new_password=command["new"],
+            )
+            answer = {}
+        elif op == "hide":
+            review(
+                staff=User.objects.get(id=command["staff"]), post_id=command["post"], action="hide"
+            )
+            answer = {}
         elif op == "post":
             post = post_create(
                 author=User.objects.get(id=command["author"]),
@@ -42,19 +61,23 @@ def main() -> None:
             post = Post.objects.get(id=command["post"])
             post_delete(post=post, actor=post.author)
             answer = {}
-        elif op in ("mute", "block"):
+        elif op in ("mute", "unmute", "block"):
             reader = User.objects.get(id=command["reader"])
             other = User.objects.get(id=command["other"])
             if op == "mute":
                 mute_create(muter=reader, muted=other)
+            elif op == "unmute":
+                mute_delete(muter=reader, muted=other)
             else:
                 block_create(blocker=reader, blocked=other)
             answer = {}
-        elif op == "follow":
-            follow_create(
-                follower=User.objects.get(id=command["follower"]),
-                followed=User.objects.get(id=command["followed"]),
-            )
+        elif op in ("follow", "unfollow"):
+            follower = User.objects.get(id=command["follower"])
+            followed = User.objects.get(id=command["followed"])
+            if op == "follow":
+                follow_create(follower=follower, followed=followed)
+            else:
+                follow_delete(follower=follower, followed=followed)
             answer = {}
         else:
             answer = {"error": f"unknown op {op}"}

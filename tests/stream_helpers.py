@@ -88,8 +88,8 @@ class Driver:
         assert "error" not in answer, answer
         return answer
 
-    def user(self, name: str) -> tuple[int, str]:
-        answer = self.call(op="user", name=name)
+    def user(self, name: str, staff: bool = False) -> tuple[int, str]:
+        answer = self.call(op="user", name=name, staff=staff)
         return answer["id"], answer["session"]
 
     def post(self, author: int, content: str = "hello", parent: int | None = None) -> int:
@@ -97,6 +97,24 @@ class Driver:
 
     def follow(self, follower: int, followed: int) -> None:
         self.call(op="follow", follower=follower, followed=followed)
+
+    def unfollow(self, follower: int, followed: int) -> None:
+        self.call(op="unfollow", follower=follower, followed=followed)
+
+    def unmute(self, reader: int, other: int) -> None:
+        self.call(op="unmute", reader=reader, other=other)
+
+    def log_out(self, session: str) -> None:
+        """Logs the session out through the log-out view."""
+        assert self.call(op="logout", session=session)["status"] == 302
+
+    def change_password(self, user: int, new: str = "a-new-password-for-tests") -> None:
+        """Changes the password through the service, which ends the user's sessions."""
+        self.call(op="password", user=user, new=new)
+
+    def hide(self, staff: int, post: int) -> None:
+        """Staff hide the post (moderation.services.review)."""
+        self.call(op="hide", staff=staff, post=post)
 
     def delete(self, post: int) -> None:
         self.call(op="delete", post=post)
@@ -147,7 +165,11 @@ def app_process(command: list[str], env: dict[str, str], port: int) -> Iterator[
 
 class EventStream:
     """A Server-Sent Events client for tests: `next()` returns the next event as a dict of its
-    fields (comments skipped), or None when none came within the timeout."""
+    fields (comments skipped), or None when none came within the timeout or the stream ended.
+
+    Opening it is the readiness signal: the server answers 200 only once the stream is
+    registered and the process listens for events, so whatever is written after the constructor
+    returns reaches it (no sleep needed)."""
 
     def __init__(
         self, port: int, query: str, session: str | None, last_event_id: str | None = None
@@ -187,6 +209,24 @@ class EventStream:
                 name, _, value = line.partition(":")
                 fields[name] = value.lstrip(" ")
         return None
+
+    def ended(self, timeout: float = 5.0) -> bool:
+        """Whether the server ends the stream within the timeout (events before the end are
+        passed over)."""
+        deadline = time.monotonic() + timeout
+        sock = self.connection.sock
+        assert sock is not None
+        for _ in range(100_000):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            sock.settimeout(remaining)
+            try:
+                if not self.response.readline():
+                    return True
+            except TimeoutError:
+                return False
+        return False
 
     def next_post(self, timeout: float = 5.0) -> dict[str, Any] | None:
         """The next `post` event (other events, such as reply counts, are passed over)."""

@@ -29,8 +29,10 @@ def served(db: None, tmp_path: Path) -> Iterator[tuple[str, Driver]]:
         driver = Driver(url)
         port = free_port()
         command = ["serve", "--port", str(port), "--job-workers", "0", "--stream", "same-port"]
+        # The production heartbeat: nothing here may depend on a stream waking up often.
+        env = subprocess_env(url, STREAM_HEARTBEAT_SECONDS="15")
         try:
-            with app_process(command, subprocess_env(url), port) as base:
+            with app_process(command, env, port) as base:
                 yield base, driver
         finally:
             driver.close()
@@ -136,3 +138,47 @@ def test_reply_counts_stay_current_on_open_pages(
     driver.post(author, "Answering the reply", parent=reply_id)
     expect(reply.locator("[data-replies-count]")).to_have_text("1 reply", timeout=3_000)
     expect(featured).to_have_text("1 reply")  # still one direct reply
+
+
+def test_a_follow_applies_to_the_open_feed_before_the_next_post(
+    served: tuple[str, Driver], open_page: Callable[..., "Page"]
+) -> None:
+    """Issue 11 item 2: Bob has For You open; in another tab he follows carol; carol posts: the
+    open page announces it at once (it used to filter with the old follow list until the stream
+    woke up), and her next post makes "2 new posts". An unfollow applies the same way (the
+    order of events is checked exactly in tests/test_stream.py)."""
+    _base, driver = served
+    bob, _ = driver.user("bob")
+    carol, _ = driver.user("carol")
+
+    feed_tab = open_page()
+    log_in(feed_tab, "bob")
+    feed = feed_tab.locator(".feed")
+    expect(feed).to_have_attribute("data-stream-state", "open")  # the server listens for it
+    button = feed_tab.locator("[data-new-posts]")
+    posts = feed.locator("article.post")
+
+    profile_tab = feed_tab.context.new_page()
+    profile_tab.goto("/@carol")
+    profile_tab.get_by_role("button", name="Follow", exact=True).click()
+    expect(profile_tab.get_by_role("button", name="Unfollow", exact=True)).to_be_visible()
+
+    driver.post(carol, "Carol right after the follow")
+    expect(button).to_have_text("1 new post", timeout=3_000)
+    driver.post(carol, "Carol again")
+    expect(button).to_have_text("2 new posts", timeout=3_000)
+    button.click()
+    expect(posts).to_have_count(2)
+    expect(posts.first).to_contain_text("Carol again")
+    expect(button).to_be_hidden()
+
+    # Unfollowed in the other tab: carol's next post is not announced; Bob's own post is, alone.
+    profile_tab.get_by_role("button", name="Unfollow", exact=True).click()
+    expect(profile_tab.get_by_role("button", name="Follow", exact=True)).to_be_visible()
+    driver.post(carol, "Carol after the unfollow")
+    driver.post(bob, "Bob's own post")
+    expect(button).to_have_text("1 new post", timeout=3_000)
+    button.click()
+    expect(posts).to_have_count(3)
+    expect(posts.first).to_contain_text("Bob's own post")
+    expect(feed).not_to_contain_text("Carol after the unfollow")

@@ -5,13 +5,23 @@ It delivers, it does not compute (docs/architecture.md, "Real-time"):
 - One source of events per process: a `LISTEN microblog_posts` connection on PostgreSQL, a poll
   of new rows (`id > last seen`, every STREAM_POLL_SECONDS) on SQLite. Each event is offered to
   every open connection's `Subscription`, which decides from the event alone (author, parent)
-  and the reader's followed ids, loaded once per connection, whether it belongs to the feed.
-- Signed-in readers only, by the pages' session cookie: one session lookup per connection.
+  and the reader's filters (whom they hear, whom they block), loaded per connection with the
+  page selectors.
+- Filters are reloaded before the next event is judged whenever they may have changed: on the
+  reader's follow, unfollow, block or mute (PostgreSQL: its notification), on every batch of
+  new posts (SQLite, which has no notifications), after the LISTEN connection was lost. Events
+  offered meanwhile wait in the connection's queue and are judged after the reload.
+- Signed-in readers only, by the pages' session cookie, checked as the pages check it when the
+  stream opens and again every STREAM_HEARTBEAT_SECONDS: a stream whose session was logged out
+  or ended by a password change says `event: end` and closes. A thread stream opens only for a
+  post whose page the reader may open (404 otherwise), and is re-checked with the session.
 - `?feed=for_you|following` or `?thread=<post id>`; `?since=<post id>` or the `Last-Event-ID`
-  header (the newest post id delivered) starts with a catch-up from the database, so a
-  reconnecting browser loses nothing; live events already sent by the catch-up are skipped.
-- A comment line every STREAM_HEARTBEAT_SECONDS; at most STREAM_MAX_CONNECTIONS_PER_USER open
-  streams per user and process (429 beyond).
+  header (the newest post id delivered) starts with a catch-up from the database (the page
+  selectors' own queries), so a reconnecting browser loses nothing; live events already sent by
+  the catch-up are skipped.
+- Opening attempts count against the "requests" rate limit (per client address, as every page
+  request does); at most STREAM_MAX_CONNECTIONS_PER_USER open streams per user and process (429
+  beyond). Every answer carries the security headers of the pages (Django's own middleware).
 - Reply counts: after a reply, a `count` event (`{"id": <post id>, "replies": n}`, no event id)
   goes to the streams whose pages may show the replied-to post, so its "N replies" stays current.
   The counts are read once per batch of replies by the process, never per reader.
@@ -20,21 +30,26 @@ Database work runs in a small thread pool (Django's ORM is synchronous).
 """
 
 import asyncio
+import enum
+import io
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import import_module
 from types import SimpleNamespace
-from typing import Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError, close_old_connections, connection
-from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 
+from microblog.core import ratelimit
 from microblog.core.ids import id_to_ms
 from microblog.core.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.core.pagination import MAX_ID
@@ -47,6 +62,9 @@ from microblog.stream.events import (
     parse,
 )
 
+if TYPE_CHECKING:
+    from microblog.accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
@@ -56,6 +74,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 FEEDS = ("for_you", "following")
 QUEUE_SIZE = 1000
 RECENT_IDS = 2000
+# How long a new stream waits for the process's event source to be listening (first start).
+READY_TIMEOUT_SECONDS = 10.0
 
 
 def _setting(name: str, default: float) -> float:
@@ -69,39 +89,52 @@ def _setting(name: str, default: float) -> float:
 class Subscription:
     """What one open stream wants. `wants` is the per-reader filter, from the event alone."""
 
-    reader_id: int
+    reader: "User"
     feed: str  # "for_you", "following" or "thread"
     thread_id: int | None = None
-    followed: frozenset[int] = frozenset()
-    # Authors whose posts this page does not show (moderation.selectors): the ones the reader
-    # blocks, and in feeds also the ones they mute.
-    silenced: frozenset[int] = frozenset()
+    # Feeds: the accounts whose posts reach the reader's feeds (timelines.selectors.heard_ids:
+    # followed, less muted and blocked). Threads: the accounts the reader blocks, whose posts
+    # the page leaves out (moderation.selectors.on_pages).
+    heard: frozenset[int] = frozenset()
+    blocked: frozenset[int] = frozenset()
+
+    @property
+    def reader_id(self) -> int:
+        return int(self.reader.pk)
 
     def wants(self, event: PostEvent | CountEvent) -> bool:
         if isinstance(event, CountEvent):
             return self.wants_count(event)
-        if event.author in self.silenced:
-            return False
         if self.feed == "thread":
             # Direct replies to the open post (deeper replies show when the page is reloaded).
-            return event.parent is not None and event.parent == self.thread_id
+            return (
+                event.parent is not None
+                and event.parent == self.thread_id
+                and event.author not in self.blocked
+            )
         if event.author is None:
             return False
         if self.feed == "following":
-            # Posts and replies of the people the reader follows (timelines.selectors.following).
-            return event.author in self.followed
-        # For You (timelines.fanout): top-level posts by the reader or by anyone they follow,
-        # celebrities included (their posts are merged at read time, not fanned out).
+            # Posts and replies of the accounts the reader hears (timelines.selectors.following).
+            return event.author in self.heard
+        # For You (timelines.selectors.for_you_pull_query): top-level posts by the reader or by
+        # anyone they hear, celebrities included (their posts are merged at read time).
         return event.parent is None and (
-            event.author == self.reader_id or event.author in self.followed
+            event.author == self.reader_id or event.author in self.heard
         )
 
     def wants_count(self, event: CountEvent) -> bool:
         """Whether the reader's page may show the post whose reply count changed."""
+        if event.hidden and event.author != self.reader_id:
+            # Every page shows a hidden post to its author (moderation.selectors); staff, who
+            # also see it on pages, read its count when they reload.
+            return False
         if self.feed == "thread":
             # The open post and its direct replies (the cards the page shows at first).
             return event.post == self.thread_id or (
-                event.parent is not None and event.parent == self.thread_id
+                event.parent is not None
+                and event.parent == self.thread_id
+                and event.author not in self.blocked
             )
         # A feed shows the posts it would deliver as events.
         return self.wants(PostEvent(id=event.post, author=event.author, parent=event.parent))
@@ -129,62 +162,91 @@ async def run_db[T](function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_pool, call)
 
 
-def session_user_id(session_key: str) -> int | None:
+def session_user(session_key: str | None) -> "User | None":
     """The signed-in user of a session, checked as the pages check it (auth hash, active)."""
     from django.contrib.auth import get_user
 
+    if not session_key:
+        return None
     engine = import_module(settings.SESSION_ENGINE)
     request = SimpleNamespace(session=engine.SessionStore(session_key))
     user = get_user(request)  # type: ignore[arg-type]
-    return int(user.pk) if user.is_authenticated else None
+    return user if user.is_authenticated else None
 
 
-def followed_ids(reader_id: int) -> frozenset[int]:
-    from microblog.follows.models import Follow
+def may_open_thread(post_id: int, reader: "User") -> bool:
+    """Whether the reader may open the post's page: the thread view's own check
+    (posts.views.detail), so a stream never tells about a post its page would answer 404 for."""
+    from microblog.moderation.selectors import can_see
+    from microblog.posts.selectors import post_for_display
 
-    return frozenset(
-        Follow.objects.filter(follower_id=reader_id).values_list("followed_id", flat=True)
-    )
+    post = post_for_display(post_id, reader)
+    return post is not None and can_see(reader, post)
 
 
-def silenced_ids(reader_id: int, feed: str) -> frozenset[int]:
-    """Authors the page leaves out: blocked ones everywhere, muted ones in feeds too."""
-    from microblog.moderation.selectors import blocked_ids, muted_ids
+@dataclass(frozen=True, slots=True)
+class Admission:
+    status: int  # 200: the stream may open
+    reader: "User | None" = None
+    decisions: tuple[ratelimit.Decision, ...] = ()
 
-    silenced = set(blocked_ids(reader_id))
-    if feed != "thread":
-        silenced.update(muted_ids(reader_id))
-    return frozenset(silenced)
+
+def admit(request: HttpRequest, thread_id: int | None) -> Admission:
+    """Counts the attempt against the rate limit, then checks the session and, for a thread,
+    that the reader may open the post. One call, in a thread."""
+    decisions = tuple(ratelimit.hit(request, [("requests", ratelimit.ip_subject(request))]))
+    if any(decision.blocked for decision in decisions):
+        return Admission(429, None, decisions)
+    reader = session_user(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+    if reader is None:
+        return Admission(401, None, decisions)
+    if thread_id is not None and not may_open_thread(thread_id, reader):
+        return Admission(404, None, decisions)
+    return Admission(200, reader, decisions)
+
+
+def still_admitted(session_key: str, subscription: Subscription) -> bool:
+    """Every heartbeat: the session still signs in the same reader (not logged out, not ended by
+    a password change, not expired), and a thread's post may still be opened by them."""
+    reader = session_user(session_key)
+    if reader is None or reader.pk != subscription.reader_id:
+        return False
+    subscription.reader = reader  # staff status and the like, as of now
+    return subscription.thread_id is None or may_open_thread(subscription.thread_id, reader)
 
 
 def load_filters(subscription: Subscription) -> None:
-    """Loads whom the reader follows and whom they silenced (at start, and again after the
-    reader follows, unfollows, blocks, mutes or undoes one of these)."""
-    subscription.followed = followed_ids(subscription.reader_id)
-    subscription.silenced = silenced_ids(subscription.reader_id, subscription.feed)
+    """Loads the reader's filters from the page selectors (at start, and again whenever they may
+    have changed: see Listener.reload_filters)."""
+    from microblog.moderation.selectors import blocked_ids
+    from microblog.timelines.selectors import heard_ids
+
+    if subscription.feed == "thread":
+        subscription.blocked = frozenset(blocked_ids(subscription.reader_id))
+    else:
+        subscription.heard = frozenset(heard_ids(subscription.reader))
 
 
 def catch_up(subscription: Subscription, after: int, limit: int) -> list[PostEvent]:
-    """The feed's posts newer than `after` (at most the newest `limit`), oldest first."""
-    from microblog.follows.models import Follow
+    """The page's posts newer than `after` (at most the newest `limit`), oldest first, read with
+    the page's own selectors."""
+    from microblog.moderation.selectors import on_pages
     from microblog.posts.models import Post
+    from microblog.timelines.selectors import following_query, for_you_pull_query
 
-    posts = Post.objects.filter(id__gt=after)
-    followed = Follow.objects.filter(follower_id=subscription.reader_id).values("followed_id")
+    reader = subscription.reader
     if subscription.feed == "thread":
-        posts = posts.filter(parent_id=subscription.thread_id)
+        # The thread page's replies (posts.selectors.thread): what on_pages lets the reader see.
+        posts = Post.objects.filter(on_pages(reader), parent_id=subscription.thread_id)
     elif subscription.feed == "following":
-        posts = posts.filter(author_id__in=followed)
+        posts = following_query(reader)
     else:
-        posts = posts.filter(
-            Q(author_id=subscription.reader_id) | Q(author_id__in=followed), parent__isnull=True
-        )
-    # What the page would show (moderation.selectors.in_feeds / on_pages): no post the
-    # moderators hid, unless it is the reader's own.
-    posts = posts.filter(Q(is_hidden=False) | Q(author_id=subscription.reader_id))
-    if subscription.silenced:
-        posts = posts.exclude(author_id__in=subscription.silenced)
-    rows = list(posts.order_by("-id").values_list("id", "author_id", "parent_id")[:limit])
+        posts = for_you_pull_query(reader)
+    rows = list(
+        posts.filter(id__gt=after)
+        .order_by("-id")
+        .values_list("id", "author_id", "parent_id")[:limit]
+    )
     return [PostEvent(id=i, author=a, parent=p) for i, a, p in reversed(rows)]
 
 
@@ -193,9 +255,9 @@ def reply_counts(post_ids: list[int]) -> list[CountEvent]:
     from microblog.posts.models import Post
 
     rows = Post.objects.filter(id__in=post_ids).values_list(
-        "id", "replies_count", "author_id", "parent_id"
+        "id", "replies_count", "author_id", "parent_id", "is_hidden"
     )
-    return [CountEvent(post=i, replies=n, author=a, parent=p) for i, n, a, p in rows]
+    return [CountEvent(post=i, replies=n, author=a, parent=p, hidden=h) for i, n, a, p, h in rows]
 
 
 def posts_after(after: int | None, limit: int = 1000) -> tuple[list[PostEvent], int]:
@@ -220,33 +282,57 @@ def posts_after(after: int | None, limit: int = 1000) -> tuple[list[PostEvent], 
 # --- The hub: one event source per process, fanned out to the open streams ------------------
 
 
-Item = PostEvent | CountEvent
+class Control(enum.Enum):
+    RELOAD = "reload"  # reload the filters before judging what follows in the queue
+    END = "end"  # the stream ends (its reader fell too far behind, or the process stops)
+
+
+Item = PostEvent | CountEvent | Control
 
 
 @dataclass(eq=False)
 class Listener:
-    subscription: Subscription
-    queue: asyncio.Queue[Item | None] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
-    )
-    overflowed: bool = False
-    follows_changed: bool = False
+    """One open stream in the hub: its subscription and the queue its connection reads."""
 
-    def offer(self, event: Item) -> None:
-        if self.overflowed or not self.subscription.wants(event):
+    subscription: Subscription
+    queue: asyncio.Queue[Item] = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE))
+    closed: bool = False
+    # The filters are stale from the moment a reload is asked for until it is done: events
+    # offered meanwhile are queued unfiltered, behind the RELOAD marker, and judged after it.
+    reload_queued: bool = False
+    reloading: bool = False
+
+    def __post_init__(self) -> None:
+        self.reload_filters()  # a new stream loads its filters first
+
+    @property
+    def stale(self) -> bool:
+        return self.reload_queued or self.reloading
+
+    def offer(self, event: PostEvent | CountEvent) -> None:
+        if self.closed or (not self.stale and not self.subscription.wants(event)):
             return
+        self._put(event)
+
+    def reload_filters(self) -> None:
+        """Asks the stream to reload its reader's filters before it judges the next event."""
+        if not self.closed and not self.reload_queued:
+            self.reload_queued = True
+            self._put(Control.RELOAD)
+
+    def _put(self, item: Item) -> None:
         try:
-            self.queue.put_nowait(event)
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # A reader this far behind is disconnected; its browser reconnects and catches up.
             self.close()
 
     def close(self) -> None:
-        """Ends the stream (its loop reads None)."""
-        self.overflowed = True
+        """Ends the stream (its loop reads END)."""
+        self.closed = True
         while not self.queue.empty():
             self.queue.get_nowait()
-        self.queue.put_nowait(None)
+        self.queue.put_nowait(Control.END)
 
 
 class Hub:
@@ -255,6 +341,9 @@ class Hub:
         self.per_user: Counter[int] = Counter()
         self.task: asyncio.Task[None] | None = None
         self.last_id: int | None = None
+        # Set once the event source runs (LISTEN issued, or the poll's first id read): a stream
+        # opened after it misses no event.
+        self.ready = asyncio.Event()
         # Posts that got a reply, waiting for their new count (read in batches, in order).
         self.replied: set[int] = set()
         self.replied_event = asyncio.Event()
@@ -263,9 +352,10 @@ class Hub:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done():
+            self.ready = asyncio.Event()  # bound to the running loop
             self.task = loop.create_task(self.run())
         if self.counts_task is None or self.counts_task.done():
-            self.replied_event = asyncio.Event()  # bound to the running loop
+            self.replied_event = asyncio.Event()
             if self.replied:
                 self.replied_event.set()
             self.counts_task = loop.create_task(self.send_counts())
@@ -274,11 +364,15 @@ class Hub:
         for listener in self.listeners:
             listener.close()
 
+    def reload_all(self) -> None:
+        for listener in self.listeners:
+            listener.reload_filters()
+
     def dispatch(self, event: PostEvent | FollowEvent | RepliesChangedEvent) -> None:
-        if isinstance(event, FollowEvent):
+        if isinstance(event, FollowEvent):  # a follow, unfollow, block, mute or undoing one
             for listener in self.listeners:
                 if listener.subscription.reader_id == event.follower:
-                    listener.follows_changed = True
+                    listener.reload_filters()
             return
         if isinstance(event, RepliesChangedEvent):  # a reply was deleted
             self.recount(event.post)
@@ -319,6 +413,10 @@ class Hub:
 
     async def fill_gap(self) -> None:
         events, newest = await run_db(posts_after, self.last_id)
+        if events:
+            # SQLite sends no follow or block events, and none arrive while the LISTEN
+            # connection is down: filters may have changed since they were loaded.
+            self.reload_all()
         for event in events:
             self.dispatch(event)
         self.last_id = newest
@@ -328,6 +426,7 @@ class Hub:
         while True:  # for the life of the process
             try:
                 await self.fill_gap()
+                self.ready.set()
             except Exception:
                 logger.warning("stream: poll failed", exc_info=True)
             await asyncio.sleep(interval)
@@ -342,8 +441,12 @@ class Hub:
                     _conninfo(), autocommit=True
                 ) as listen_connection:
                     await listen_connection.execute(f"LISTEN {CHANNEL}")
+                    if self.ready.is_set():
+                        # Follows and blocks made while the connection was down went unheard.
+                        self.reload_all()
                     # Posts committed while there was no LISTEN connection (none at start).
                     await self.fill_gap()
+                    self.ready.set()
                     backoff = 0.5
                     logger.info("stream: listening on %s", CHANNEL)
                     async for notify in listen_connection.notifies():
@@ -375,19 +478,51 @@ hub = Hub()
 
 # --- HTTP ------------------------------------------------------------------------------------
 
+# Django's middleware that puts the security headers (CSP, nosniff, referrer and opener policy,
+# HSTS over HTTPS, frame options) on every page: the stream's answers go through the same ones,
+# those of them that settings.MIDDLEWARE turns on.
+SECURITY_MIDDLEWARE = (
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
 
-async def _respond(send: Send, status: int, text: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"cache-control", b"no-store"),
-            ],
-        }
+
+@cache
+def _security_middleware() -> tuple[Any, ...]:
+    def no_view(request: HttpRequest) -> HttpResponse:
+        raise AssertionError("only process_response is used")
+
+    return tuple(
+        import_string(path)(no_view) for path in SECURITY_MIDDLEWARE if path in settings.MIDDLEWARE
     )
-    await send({"type": "http.response.body", "body": text.encode()})
+
+
+def _headers(request: HttpRequest | None, response: HttpResponse) -> list[tuple[bytes, bytes]]:
+    response["Cache-Control"] = "no-store"
+    if request is not None:
+        for middleware in _security_middleware():
+            response = middleware.process_response(request, response)
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    text: str,
+    request: HttpRequest | None = None,
+    decisions: tuple[ratelimit.Decision, ...] = (),
+) -> None:
+    response = HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    decision = ratelimit.tightest(decisions)
+    if decision is not None:
+        ratelimit.set_headers(response, decision)
+        if decision.blocked:
+            response["Retry-After"] = str(decision.retry_after())
+    await send(
+        {"type": "http.response.start", "status": status, "headers": _headers(request, response)}
+    )
+    await send({"type": "http.response.body", "body": response.content})
 
 
 def _post_id(raw: str | None) -> int | None:
@@ -397,21 +532,6 @@ def _post_id(raw: str | None) -> int | None:
     return int(raw)
 
 
-def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
-    from http.cookies import SimpleCookie
-
-    raw = headers.get(b"cookie")
-    if not raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw.decode("latin-1"))
-    except Exception:
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel else None
-
-
 def _frame(event: PostEvent, last_id: int) -> bytes:
     return f"id: {last_id}\nevent: post\ndata: {event.for_browser()}\n\n".encode()
 
@@ -419,6 +539,10 @@ def _frame(event: PostEvent, last_id: int) -> bytes:
 def _count_frame(event: CountEvent) -> bytes:
     # No id: the browser's Last-Event-ID stays the newest post delivered.
     return f"event: count\ndata: {event.for_browser()}\n\n".encode()
+
+
+# The stream's last words when its session ended: app.js then stops reconnecting.
+END_FRAME = b"event: end\ndata: signed out or no longer allowed\n\n"
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
@@ -438,59 +562,74 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if scope["type"] != "http":
         return
-    path = scope["path"]
-    if path == "/up":
-        await _respond(send, 200, "ok\n")
+    try:
+        request = ASGIRequest(scope, io.BytesIO())
+    except UnicodeDecodeError:  # a query string that is not UTF-8, as Django answers it
+        await _respond(send, 400, "Bad request.\n")
         return
-    if path not in ("/events/", "/events"):
-        await _respond(send, 404, "Not found.\n")
+    if request.path == "/up":
+        await _respond(send, 200, "ok\n", request)
         return
-    if scope["method"] != "GET":
-        await _respond(send, 405, "Only GET.\n")
+    if request.path not in ("/events/", "/events"):
+        await _respond(send, 404, "Not found.\n", request)
         return
-    await events_view(scope, receive, send)
+    if request.method != "GET":
+        await _respond(send, 405, "Only GET.\n", request)
+        return
+    await events_view(request, receive, send)
 
 
-async def events_view(scope: Scope, receive: Receive, send: Send) -> None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    headers: dict[bytes, bytes] = {}
-    for key, value in scope.get("headers", []):
-        headers[key.lower()] = value
-    thread_raw = query.get("thread", [None])[0]
-    feed = query.get("feed", ["for_you"])[0]
+async def events_view(request: HttpRequest, receive: Receive, send: Send) -> None:
+    thread_raw = request.GET.get("thread")
+    feed = request.GET.get("feed", "for_you")
     thread_id = _post_id(thread_raw)
     if thread_raw is not None:
         if thread_id is None:
-            await _respond(send, 400, "thread must be a post id.\n")
+            await _respond(send, 400, "thread must be a post id.\n", request)
             return
         feed = "thread"
     elif feed not in FEEDS:
-        await _respond(send, 400, "feed must be for_you or following.\n")
+        await _respond(send, 400, "feed must be for_you or following.\n", request)
         return
-    last_event = headers.get(b"last-event-id", b"").decode("latin-1").strip() or None
-    since = _post_id(last_event) or _post_id(query.get("since", [None])[0])
+    last_event = request.headers.get("Last-Event-ID", "").strip() or None
+    since = _post_id(last_event) or _post_id(request.GET.get("since"))
 
-    session_key = _cookie(headers, settings.SESSION_COOKIE_NAME)
     try:
-        user_id = await run_db(session_user_id, session_key) if session_key else None
+        admission = await run_db(admit, request, thread_id)
     except DatabaseError as error:
         # The database is away (docs/operations.md, "Database down"): the page tries again.
         logger.warning("stream: cannot check a session: %s: %s", type(error).__name__, error)
-        await _respond(send, 503, "Live updates are unavailable for a moment.\n")
+        await _respond(send, 503, "Live updates are unavailable for a moment.\n", request)
         return
-    if user_id is None:
-        await _respond(send, 401, "Log in to follow live updates.\n")
+    refusals = {
+        429: "Too many requests.\n",
+        401: "Log in to follow live updates.\n",
+        404: "No such post.\n",
+    }
+    if admission.reader is None:
+        text = refusals[admission.status]
+        await _respond(send, admission.status, text, request, admission.decisions)
         return
+    reader = admission.reader
+    user_id = int(reader.pk)
 
     hub.start()
+    try:
+        await asyncio.wait_for(hub.ready.wait(), READY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        await _respond(send, 503, "Live updates are unavailable for a moment.\n", request)
+        return
     cap = int(_setting("STREAM_MAX_CONNECTIONS_PER_USER", 5))
     if hub.per_user[user_id] >= cap:
-        await _respond(send, 429, f"At most {cap} live streams per user.\n")
+        text = f"At most {cap} live streams per user.\n"
+        await _respond(send, 429, text, request, admission.decisions)
         return
     hub.per_user[user_id] += 1
     STREAM_CONNECTIONS.inc()
     try:
-        await _stream(send, receive, Subscription(user_id, feed, thread_id), since)
+        session_key = request.COOKIES[settings.SESSION_COOKIE_NAME]
+        subscription = Subscription(reader, feed, thread_id)
+        await _stream(send, receive, request, admission, subscription, session_key, since)
     finally:
         STREAM_CONNECTIONS.dec()
         hub.per_user[user_id] -= 1
@@ -499,25 +638,26 @@ async def events_view(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _stream(
-    send: Send, receive: Receive, subscription: Subscription, since: int | None
+    send: Send,
+    receive: Receive,
+    request: HttpRequest,
+    admission: Admission,
+    subscription: Subscription,
+    session_key: str,
+    since: int | None,
 ) -> None:
-    await run_db(load_filters, subscription)
-    listener = Listener(subscription)
+    listener = Listener(subscription)  # its first item: load the filters
     hub.listeners.add(listener)  # before the catch-up query, so nothing falls in between
     disconnected = asyncio.get_running_loop().create_task(_wait_disconnect(receive))
-    getter: asyncio.Task[Item | None] | None = None
+    getter: asyncio.Task[Item] | None = None
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-store"),
-                    (b"x-accel-buffering", b"no"),
-                ],
-            }
-        )
+        response = HttpResponse(content_type="text/event-stream; charset=utf-8")
+        response["X-Accel-Buffering"] = "no"
+        decision = ratelimit.tightest(admission.decisions)
+        if decision is not None:
+            ratelimit.set_headers(response, decision)
+        headers = _headers(request, response)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         last_id = since or 0
         sent_ids: deque[int] = deque(maxlen=RECENT_IDS)
@@ -531,29 +671,44 @@ async def _stream(
             if missed and subscription.thread_id is not None:
                 # The open post's reply count changed while this page was not connected.
                 for count in await run_db(reply_counts, [subscription.thread_id]):
-                    await _send_body(send, _count_frame(count))
+                    if subscription.wants(count):
+                        await _send_body(send, _count_frame(count))
         heartbeat = _setting("STREAM_HEARTBEAT_SECONDS", 15)
-        refresh = _setting("STREAM_FOLLOWS_REFRESH_SECONDS", 60)
-        next_refresh = time.monotonic() + refresh
+        next_beat = time.monotonic() + heartbeat
         while not disconnected.done():
-            if listener.follows_changed or time.monotonic() >= next_refresh:
-                listener.follows_changed = False
-                await run_db(load_filters, subscription)
-                next_refresh = time.monotonic() + refresh
             if getter is None:
                 getter = asyncio.ensure_future(listener.queue.get())
             done, _ = await asyncio.wait(
-                {getter, disconnected}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+                {getter, disconnected},
+                timeout=max(0.0, next_beat - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if disconnected in done:
                 break
+            if time.monotonic() >= next_beat:
+                # The session is checked as often as the stream beats, busy or idle.
+                if not await run_db(still_admitted, session_key, subscription):
+                    await _send_body(send, END_FRAME)
+                    break
+                await _send_body(send, b": ping\n\n")
+                next_beat = time.monotonic() + heartbeat
             if getter not in done:
-                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
                 continue
             item = getter.result()
             getter = None
-            if item is None:  # overflowed
+            if item is Control.END:
                 break
+            if item is Control.RELOAD:
+                listener.reload_queued = False
+                listener.reloading = True
+                try:
+                    await run_db(load_filters, subscription)
+                finally:
+                    listener.reloading = False
+                continue
+            # Judged again: it may have been queued unfiltered, or before a reload.
+            if isinstance(item, Control) or not subscription.wants(item):
+                continue
             if isinstance(item, CountEvent):
                 await _send_body(send, _count_frame(item))
                 continue

@@ -5,7 +5,9 @@ has committed (transaction.on_commit); the streaming process LISTENs. On SQLite 
 the streaming process polls for new rows (`id > last seen`). Payloads are a few dozen bytes, far
 below NOTIFY's 8,000-byte limit.
 
-A follow event (`{"follower": id}`) tells the streaming process to reload that reader's follows.
+A follow event (`{"follower": id}`) tells the streaming process to reload that reader's filters
+before it judges the next event: it is sent after a follow, unfollow, block, unblock, mute or
+unmute by that reader (on SQLite the poll reloads them before each batch of new posts).
 A replies event (`{"replies_of": id}`) says a post's reply count went down (a reply was deleted):
 the streaming process sends the new count as it does after a reply (PostgreSQL only).
 """
@@ -48,13 +50,14 @@ class PostEvent:
 class CountEvent:
     """A post's reply count, sent after a reply to it was published, so open pages that show the
     post update its "N replies". Made by the streaming process, which reads the count once per
-    batch of replies (not per reader); `author` and `parent` are the post's own, for the
-    per-reader filter."""
+    batch of replies (not per reader); `author`, `parent` and `hidden` are the post's own, for
+    the per-reader filter (a hidden post's count goes only to those who may see it)."""
 
     post: int
     replies: int
     author: int | None
     parent: int | None
+    hidden: bool = False
 
     def for_browser(self) -> str:
         return json.dumps({"id": str(self.post), "replies": self.replies}, separators=(",", ":"))

@@ -190,10 +190,11 @@ def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
 
 def following(user: User, cursor: int | None = None) -> Page[Post]:
     """The posts, replies included, of the people you follow (the pull query)."""
-    return _newest_first(_following_query(user), cursor)
+    return _newest_first(following_query(user), cursor)
 
 
-def _following_query(user: User) -> QuerySet[Post]:
+def following_query(user: User) -> QuerySet[Post]:
+    """The Following page's posts (the live stream's catch-up reads them too)."""
     return posts_for_display().filter(author_id__in=heard_ids(user), is_hidden=False)
 
 
@@ -208,7 +209,7 @@ def for_you_since(user: User, since: int) -> Page[Post]:
 
 
 def following_since(user: User, since: int) -> Page[Post]:
-    posts = _following_query(user).filter(id__gt=since).order_by("-id")[:NEW_POSTS_LIMIT]
+    posts = following_query(user).filter(id__gt=since).order_by("-id")[:NEW_POSTS_LIMIT]
     return Page(items=list(posts), next_cursor=None)
 
 

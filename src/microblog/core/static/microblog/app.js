@@ -36,7 +36,9 @@
   // "N replies" of the post it names wherever the page shows it ([data-replies-count]).
   // The browser reconnects by itself after a network error and sends Last-Event-ID, from which
   // the server catches up; after an error answer (a proxy's 502 while the streaming process
-  // restarts) it gives up, so liveStream opens a new stream from the newest event seen.
+  // restarts) it gives up, so liveStream opens a new stream from the newest event seen. An "end"
+  // event (the session was logged out, or the post can no longer be seen) stops it for good.
+  // The element's data-stream-state says "open" once the server listens for this page.
   function firstPostId(container) {
     var post = container.querySelector("article.post[id^='post-']");
     return post ? post.id.slice(5) : null;
@@ -53,19 +55,29 @@
     });
   }
 
-  function liveStream(url, since, onPost) {
+  function liveStream(element, since, onPost) {
+    var url = element.dataset.stream;
     var last = since;
     var delay = 2000;
     var source = null;
     function open() {
       source = new EventSource(url + "&since=" + last);
-      source.addEventListener("open", function () { delay = 2000; });
+      source.addEventListener("open", function () {
+        delay = 2000;
+        element.dataset.streamState = "open";
+      });
       source.addEventListener("post", function (event) {
         if (event.lastEventId) last = event.lastEventId;
         onPost(JSON.parse(event.data));
       });
       source.addEventListener("count", function (event) { applyCount(JSON.parse(event.data)); });
+      source.addEventListener("end", function () {
+        source.close();
+        element.dataset.streamState = "ended";
+      });
       source.addEventListener("error", function () {
+        if (element.dataset.streamState === "ended") return;
+        element.dataset.streamState = "reconnecting";
         if (source.readyState !== EventSource.CLOSED) return;  // reconnecting by itself
         // Jittered, so the pages of a restarted streaming process do not all come back at once.
         window.setTimeout(open, delay / 2 + Math.random() * delay / 2);
@@ -79,7 +91,7 @@
     var button = document.querySelector("[data-new-posts]");
     if (!button) return;
     var pending = new Set();
-    liveStream(feed.dataset.stream, firstPostId(feed) || "0", function (data) {
+    liveStream(feed, firstPostId(feed) || "0", function (data) {
       if (document.getElementById("post-" + data.id)) return;
       pending.add(data.id);
       button.textContent = pending.size === 1 ? "1 new post" : pending.size + " new posts";
@@ -119,7 +131,7 @@
         if (again) { again = false; load(); }
       });
     }
-    liveStream(list.dataset.stream, lastReplyId(), function (data) {
+    liveStream(list, lastReplyId(), function (data) {
       if (!document.getElementById("post-" + data.id)) load();
     });
   }
