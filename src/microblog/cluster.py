@@ -128,6 +128,7 @@ class Cluster:
     # --- state ----------------------------------------------------------------------------
 
     def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(self.state, indent=2) + "\n")
 
     @property
@@ -153,7 +154,8 @@ class Cluster:
         taken: set[int] = set()
         for name in names:
             port = self.ports.get(name)
-            if port is None or port in taken or not port_is_free(port):
+            ours = self.pg_running(name) if name in PG_SERVERS else self.alive(name)
+            if port is None or port in taken or not (ours or port_is_free(port)):
                 port = free_port()
                 while port in taken:
                     port = free_port()
@@ -321,8 +323,19 @@ class Cluster:
         if not (primary / "PG_VERSION").exists():
             self._postgres_owned(primary)
             self.run(
-                [self.pg_bin("initdb"), "-D", str(primary), "-A", "trust", "-U", "postgres"]
-                + ["--encoding", "UTF8", "--locale", "C.UTF-8"],
+                [
+                    self.pg_bin("initdb"),
+                    "-D",
+                    str(primary),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    "C.UTF-8",
+                ],
                 as_postgres=True,
             )
             with (primary / "postgresql.conf").open("a") as conf:
@@ -340,8 +353,22 @@ class Cluster:
             if replica.exists():
                 shutil.rmtree(replica)  # a half-made copy from an interrupted start
             self.run(
-                [self.pg_bin("pg_basebackup"), "-D", str(replica), "-R", "-X", "stream"]
-                + ["-h", "127.0.0.1", "-p", str(self.ports["primary"]), "-U", "postgres"],
+                [
+                    self.pg_bin("pg_basebackup"),
+                    "-D",
+                    str(replica),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--checkpoint",
+                    "fast",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.ports["primary"]),
+                    "-U",
+                    "postgres",
+                ],
                 as_postgres=True,
             )
         self.pg_start("replica")
@@ -386,6 +413,7 @@ class Cluster:
     def app_env(self, name: str) -> dict[str, str]:
         env = {
             **os.environ,
+            "DJANGO_SETTINGS_MODULE": "microblog.settings",
             "DEBUG": "0",
             "SECRET_KEY": self.secret_key(),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -413,7 +441,13 @@ class Cluster:
         python = [sys.executable, "-m", "microblog"]
         if name in WEB_INSTANCES:
             # Pages only (native WSGI); the one job worker is its own process.
-            return [*python, "serve", "--stream", "off", "--port", str(self.ports[name])] + [
+            return [
+                *python,
+                "serve",
+                "--stream",
+                "off",
+                "--port",
+                str(self.ports[name]),
                 "--job-workers",
                 "0",
             ]
