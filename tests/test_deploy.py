@@ -27,8 +27,8 @@ def compose(*args: str) -> str:
     """`docker-compose ... config`: the file's schema checked, variables filled from env.example
     (no daemon is needed, nothing is pulled)."""
     result = subprocess.run(
-        [need("docker-compose"), "--env-file", str(DEPLOY / "env.example")]
-        + ["-f", str(DEPLOY / "compose.yaml"), "config", *args],
+        [need("docker-compose"), "--env-file", str(DEPLOY / "env.example"),
+         "-f", str(DEPLOY / "compose.yaml"), "config", *args],
         env={**os.environ, "MICROBLOG_ENV_FILE": "env.example"},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
