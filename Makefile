@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean cluster cluster-stop cluster-test
 
 $(BIN)/python:
 	@py=$$(sh scripts/find-python) || exit 1; \
@@ -39,6 +39,20 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 ## bench/results/load_<database>_<scenario>.json.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_bench.py
+
+## The production layout on this machine (docs/deploy.md): HAProxy, 3 web instances, the
+## streaming process, a job worker, PgBouncer, PostgreSQL primary + replica, all on loopback and
+## under data/cluster. Needs Debian's haproxy, pgbouncer and postgresql packages.
+cluster: $(VENV)/.installed-run
+	$(BIN)/python -m microblog.cluster start
+
+cluster-stop: $(VENV)/.installed-run
+	$(BIN)/python -m microblog.cluster stop
+
+## The cluster's own tests (tests/cluster/): they start a cluster of their own in
+## data/cluster-test and stop it at the end.
+cluster-test: $(VENV)/.installed-dev
+	MICROBLOG_CLUSTER_TESTS=1 $(BIN)/pytest -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

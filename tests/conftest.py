@@ -14,6 +14,10 @@ from microblog.accounts.models import User
 from microblog.posts.models import Post
 from microblog.posts.services import post_create
 
+# The cluster's tests start a whole cluster (HAProxy, PostgreSQL primary + replica, PgBouncer):
+# `make cluster-test` runs them, `make test` does not.
+collect_ignore = [] if os.environ.get("MICROBLOG_CLUSTER_TESTS") == "1" else ["cluster"]
+
 PASSWORD = "correct-horse-battery-staple"
 _names = count(1)
 

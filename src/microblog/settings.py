@@ -6,6 +6,7 @@ laptop quick start.
 """
 
 import os
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,6 +71,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its duration and query count cover the whole stack (docs/operations.md).
     "microblog.core.requestlog.RequestLogMiddleware",
+    # Where this request's page reads go: a healthy replica or the primary (core.replicas).
+    "microblog.core.replicas.ReplicaReadsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -148,6 +151,40 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"server_side_binding": True, "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5)}
     )
+
+# Read replicas (core.replicas): GET pages read from a healthy replica, everything else from the
+# primary. REPLICA_DATABASE_URLS is a comma-separated list; REPLICA_DATABASE_URL (one standby)
+# still works. Each becomes a database alias replica1, replica2, ... connected directly (not
+# through a transaction-mode pooler), so it keeps server-side binding when the primary has it.
+REPLICA_DATABASE_URL = os.environ.get("REPLICA_DATABASE_URL", "")
+REPLICA_DATABASE_URLS = env_list("REPLICA_DATABASE_URLS", [])
+REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", "10"))
+# How often each process asks each replica for its lag; a replica that is down costs one failed
+# probe per this interval, never an error page.
+REPLICA_PROBE_SECONDS = float(os.environ.get("REPLICA_PROBE_SECONDS", "1"))
+REPLICA_CONNECT_TIMEOUT = env_int("REPLICA_CONNECT_TIMEOUT", 2)
+# After a session writes, its reads stay on the primary this long, on every instance.
+READ_YOUR_WRITES_SECONDS = float(os.environ.get("READ_YOUR_WRITES_SECONDS", "5"))
+_replica_urls = REPLICA_DATABASE_URLS or ([REPLICA_DATABASE_URL] if REPLICA_DATABASE_URL else [])
+for _number, _url in enumerate(_replica_urls, start=1):
+    _replica = dj_database_url.parse(
+        _url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+    if _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("REPLICA_DATABASE_URLS: a replica must be PostgreSQL")
+    _replica["OPTIONS"] = {
+        "connect_timeout": REPLICA_CONNECT_TIMEOUT,
+        **(
+            {"server_side_binding": True, "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5)}
+            if env_bool("REPLICA_SERVER_SIDE_BINDING", True)
+            else {}
+        ),
+    }
+    # Tests run against the primary's test database under this alias.
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica{_number}"] = _replica
+DATABASE_ROUTERS = ["microblog.core.replicas.ReplicaRouter"] if _replica_urls else []
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -254,8 +291,8 @@ SLOW_QUERY_MS = float(os.environ.get("SLOW_QUERY_MS", "200"))
 HEALTH_QUEUE_MAX_AGE_SECONDS = env_int("HEALTH_QUEUE_MAX_AGE_SECONDS", 60)
 HEALTH_FAILED_JOBS_WINDOW_SECONDS = env_int("HEALTH_FAILED_JOBS_WINDOW_SECONDS", 3600)
 HEALTH_TIMEOUT_SECONDS = env_int("HEALTH_TIMEOUT_SECONDS", 2)
-REPLICA_DATABASE_URL = os.environ.get("REPLICA_DATABASE_URL", "")
-REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", "10"))
+# The name /health gives for the process that answered (several instances behind a balancer).
+INSTANCE_NAME = os.environ.get("INSTANCE_NAME") or socket.gethostname()
 STREAM_URL = os.environ.get("STREAM_URL", "")
 # Live updates (microblog.stream, docs/architecture.md "Real-time"). STREAM_PUBLIC_URL is where
 # browsers open the event stream ("" turns live updates off in the pages).
@@ -342,3 +379,13 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 REDIS_URL = os.environ.get("REDIS_URL", "")
 RATELIMIT_STORE = os.environ.get("RATELIMIT_STORE") or ("redis" if REDIS_URL else "database")
 RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "microblog:rl:")
+# With Redis, the cache is shared by every instance too (a cache entry cannot depend on which
+# instance served a request); without it each process keeps its own small in-memory cache.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "microblog"),
+        }
+    }

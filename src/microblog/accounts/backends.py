@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import QuerySet
 
 from microblog.accounts.models import User
@@ -28,7 +29,9 @@ class CaseInsensitiveModelBackend(ModelBackend):
             return None
         if not 0 < key < 2**63:  # what a bigint primary key can hold
             return None
-        found = sqlcache.fetch("accounts.user_by_id", _user_by_id, key)
+        # From the primary, like the session: a password change signs the other sessions out
+        # on every instance at once, whatever a replica's lag (core.replicas).
+        found = sqlcache.fetch("accounts.user_by_id", _user_by_id, key, using=DEFAULT_DB_ALIAS)
         if not found:
             return None
         user = found[0]

@@ -51,20 +51,41 @@ def check_database() -> Check:
     return {"ok": True, "vendor": connection.vendor, "latency_ms": _ms(start)}
 
 
+# Replay caught up with what was received: no lag. (Not `=`: after a restart a standby replays
+# its own WAL past the position streaming restarts from, and an idle one would then report the
+# age of its last replayed commit as lag.)
 REPLICA_LAG_SQL = """
 SELECT pg_is_in_recovery(),
        CASE
          WHEN NOT pg_is_in_recovery() THEN 0
-         WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+         WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
          ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
        END
 """
 
 
+def replica_urls() -> list[str]:
+    if settings.REPLICA_DATABASE_URLS:
+        return list(settings.REPLICA_DATABASE_URLS)
+    return [settings.REPLICA_DATABASE_URL] if settings.REPLICA_DATABASE_URL else []
+
+
 def check_replica() -> Check:
-    url = settings.REPLICA_DATABASE_URL
-    if not url:
+    """One standby: its check. Several: `ok` when every one is, and each one's check."""
+    urls = replica_urls()
+    if not urls:
         return {"configured": False}
+    if len(urls) == 1:
+        return check_one_replica(urls[0])
+    replicas = [check_one_replica(url) for url in urls]
+    return {
+        "configured": True,
+        "ok": all(replica["ok"] for replica in replicas),
+        "replicas": replicas,
+    }
+
+
+def check_one_replica(url: str) -> Check:
     if urlsplit(url).scheme not in {"postgres", "postgresql", "pgsql"}:
         return {"configured": True, "ok": False, "error": "a replica must be PostgreSQL"}
     import psycopg
@@ -90,7 +111,7 @@ def check_replica() -> Check:
         "latency_ms": _ms(start),
     }
     if not row[0]:
-        check["warning"] = "REPLICA_DATABASE_URL points at a server that is not a standby"
+        check["warning"] = "the replica's URL points at a server that is not a standby"
     return check
 
 
@@ -190,5 +211,6 @@ def health_report() -> tuple[str, dict[str, Check]]:
 def health(request: HttpRequest) -> HttpResponse:
     status, checks = health_report()
     return JsonResponse(
-        {"status": status, "checks": checks}, status=503 if status == "down" else 200
+        {"status": status, "instance": settings.INSTANCE_NAME, "checks": checks},
+        status=503 if status == "down" else 200,
     )

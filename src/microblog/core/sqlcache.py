@@ -26,7 +26,7 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.core.signals import setting_changed
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.dispatch import receiver
 
@@ -78,13 +78,15 @@ class _Compiled:
 
 
 def _compile[M: Model, T](
-    build: Callable[..., QuerySet[M, T]], args: tuple[Any, ...], alias: str
+    build: Callable[..., QuerySet[M, T]], args: tuple[Any, ...], alias: str, using: str | None
 ) -> Any:
     try:
         stand_ins = [_stand_in(arg, n) for n, arg in enumerate(args)]
     except TypeError:
         return _UNCACHEABLE
     queryset = build(*stand_ins)
+    if using:
+        queryset = queryset.using(using)
     if getattr(queryset, "_prefetch_related_lookups", ()) or queryset._result_cache is not None:
         return _UNCACHEABLE
     if queryset.db != alias:
@@ -106,19 +108,27 @@ def _compile[M: Model, T](
     return _Compiled(queryset, compiler, sql, params, positions)
 
 
-def fetch[M: Model, T](key: str, build: Callable[..., QuerySet[M, T]], *args: Any) -> list[T]:
+def fetch[M: Model, T](
+    key: str, build: Callable[..., QuerySet[M, T]], *args: Any, using: str | None = None
+) -> list[T]:
     """`list(build(*args))`, compiled once per key and database alias (see the module's doc).
-    Model instances, values() dicts and values_list() tuples alike."""
+    Model instances, values() dicts and values_list() tuples alike. The alias is `using`, else
+    the one the database routers choose for the query's model (a replica on pages, see
+    core.replicas)."""
     probe = build.__qualname__  # a key is one shape; guard against reusing it for another
-    alias = DEFAULT_DB_ALIAS
+    model = _models.get(key)
+    if model is None:
+        model = _models.setdefault(key, build(*args).model)
+    alias = using or router.db_for_read(model)
     compiled = _compiled.get((key, alias))
     if compiled is None:
-        compiled = _compile(build, args, alias)
+        compiled = _compile(build, args, alias, using)
         with _lock:
             compiled = _compiled.setdefault((key, alias), compiled)
             _builders.setdefault(key, probe)
     if compiled is _UNCACHEABLE or _builders.get(key) != probe:
-        return list(build(*args))
+        queryset = build(*args)
+        return list(queryset.using(using) if using else queryset)
     params = list(compiled.params)
     for value, where in zip(args, compiled.positions, strict=True):
         for i, kind in where:
@@ -138,6 +148,7 @@ def fetch[M: Model, T](key: str, build: Callable[..., QuerySet[M, T]], *args: An
 
 
 _builders: dict[str, str] = {}
+_models: dict[str, type[Model]] = {}
 
 
 @receiver(setting_changed)
@@ -146,3 +157,4 @@ def clear(**kwargs: Any) -> None:
     with _lock:
         _compiled.clear()
         _builders.clear()
+        _models.clear()
