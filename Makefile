@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench audit clean
 
 $(BIN)/python:
 	@py=$$(sh scripts/find-python) || exit 1; \
@@ -39,6 +39,15 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 ## bench/results/load_<database>_<scenario>.json.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run_bench.py
+
+$(VENV)/.installed-audit: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[audit]'
+	@touch $@ $(VENV)/.installed-run
+
+## Known vulnerabilities in the installed dependencies (docs/operations.md, "Dependency audit").
+## Needs the network: pip-audit asks PyPI's advisory service; it has no offline mode.
+audit: $(VENV)/.installed-audit
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off --desc
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
