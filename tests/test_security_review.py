@@ -709,3 +709,14 @@ def test_no_hostile_value_anywhere_is_a_server_error(
         for path in HOSTILE_PAGES:
             response = client.get(f"{path}?{raw}")
             assert response.status_code < 500, (path, "%FF", response.status_code)
+
+
+@pytest.mark.parametrize("target", ["abc", "home", "a\x00b", "/ok\x00", "\\\\evil.example"])
+def test_a_next_that_is_not_a_path_is_ignored(alice: User, client_for: Any, target: str) -> None:
+    client = client_for(alice)
+    response = client.get("/login", {"next": target})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    response = client.post("/posts", {"content": "hi", "next": target})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
