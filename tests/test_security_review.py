@@ -391,6 +391,14 @@ def test_a_known_browser_that_keeps_failing_loses_its_pass(limiter: Any, alice: 
     assert log_in(browser, "alice").status_code == 429
 
 
+def test_the_browser_that_signed_up_is_a_known_browser(limiter: Any) -> None:
+    browser = ip_client("203.0.113.34")
+    assert _sign_up(browser, "newbie").status_code == 302
+    browser.post("/logout")
+    _lock("newbie")
+    assert log_in(browser, "newbie").status_code == 302
+
+
 def test_a_forged_or_foreign_device_cookie_does_not_unlock(
     limiter: Any, alice: User, bob: User
 ) -> None:

@@ -67,7 +67,10 @@ def signup(request: HttpRequest) -> HttpResponse:
         else:
             login(request, user, backend="microblog.accounts.backends.CaseInsensitiveModelBackend")
             messages.success(request, f"Welcome to Microblog, {user.username}!")
-            return redirect("home")
+            response = redirect("home")
+            # The browser that created the account is one it knows (core.ratelimit).
+            ratelimit.remember_device(request, response, user.username)
+            return response
     status = 400 if form.is_bound else 200
     return render(request, "accounts/signup.html", {"form": form}, status=status)
 
