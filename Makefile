@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check bench clean cluster cluster-stop cluster-test
+.PHONY: run test lint typecheck check bench audit clean cluster cluster-stop cluster-test
 
 $(BIN)/python:
 	@py=$$(sh scripts/find-python) || exit 1; \
@@ -53,6 +53,15 @@ cluster-stop: $(VENV)/.installed-run
 ## data/cluster-test and stop it at the end.
 cluster-test: $(VENV)/.installed-dev
 	MICROBLOG_CLUSTER_TESTS=1 $(BIN)/pytest -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
+
+$(VENV)/.installed-audit: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[audit]'
+	@touch $@ $(VENV)/.installed-run
+
+## Known vulnerabilities in the installed dependencies (docs/operations.md, "Dependency audit").
+## Needs the network: pip-audit asks PyPI's advisory service; it has no offline mode.
+audit: $(VENV)/.installed-audit
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off --desc
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

@@ -905,8 +905,10 @@ def test_admin_refuses_a_user_who_is_not_staff(alice, client_for):
 
     assert response.status_code == 302
     assert response.url.startswith("/admin/login/")
-    login_page = client.get(response.url)
-    assert "not authorized to access this page" in text(login_page)
+    # The admin's log-in is the app's (issue 10): a signed-in user who is not staff is told so.
+    refusal = client.get(response.url)
+    assert refusal.status_code == 403
+    assert "Only staff can open the admin." in text(refusal)
     for path in ("/admin/accounts/user/", "/admin/posts/post/"):
         refused = client.get(path)
         assert refused.status_code == 302, path
@@ -922,15 +924,20 @@ def test_admin_works_for_staff(make_user, client_for):
     assert "Site administration" in text(response)
 
 
-def test_admin_log_in_form_works_for_staff(make_user):
+def test_staff_log_in_to_the_admin_through_the_apps_log_in(make_user):
+    """The admin's log-in form is the app's /login (issue 10: the admin's own had no limit)."""
     make_user("moderator", is_staff=True)
     client = Client()
 
     response = client.post(
         "/admin/login/?next=/admin/", {"username": "moderator", "password": PASSWORD}
     )
-
     assert response.status_code == 302
+    assert response.url == "/login?next=/admin/"
+    assert "_auth_user_id" not in client.session  # nothing posted to the admin is checked
+
+    response = client.post(response.url, {"username": "moderator", "password": PASSWORD})
+    assert response.url == "/admin/"
     assert client.get("/admin/").status_code == 200
 
 

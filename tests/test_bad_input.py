@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User
 from microblog.accounts.services import user_update_profile
+from microblog.core.validators import is_blank
 from microblog.follows.models import Follow
 from microblog.moderation.models import Block, ModerationAction, Mute, Report
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
@@ -952,7 +953,10 @@ def is_invisible_control(char: str) -> bool:
 
 
 def trimmed(value: str) -> str:
-    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    """What is stored: the text trimmed, or nothing when only invisible characters are left
+    (those are pinned one by one in tests/test_security_review.py)."""
+    text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return "" if is_blank(text) else text
 
 
 def acceptable(value: str, max_length: int, allow_empty: bool) -> bool:

@@ -364,7 +364,8 @@ def test_throttled_json_and_html(limiter: Any, alice: User, client_for: Any) -> 
     html = client.post("/posts", {"content": "three"}, HTTP_ACCEPT="text/html")
     assert_throttled(html, 1, 60)
     assert html["Content-Type"].startswith("text/html")
-    assert b"Too many requests" in html.content
+    # The compose page again, with the text kept (issue 11: a refused form keeps what was typed).
+    assert b"three" in html.content
     assert b"posting too fast" in html.content
 
 
@@ -527,7 +528,7 @@ def test_redis_store(redis_limiter: Any, alice: User, client_for: Any) -> None:
     for n in range(10):
         assert client.post("/posts", {"content": f"post {n}"}).status_code == 302, n
     assert_throttled(client.post("/posts", {"content": "too many"}), 10, 60)
-    # Failed log-ins (peek, then count) on Redis too.
+    # Failed log-ins (reserved before the password is checked) on Redis too.
     other = ip_client()
     for _ in range(5):
         assert other.post("/login", {"username": "alice", "password": "x"}).status_code == 400
@@ -537,6 +538,9 @@ def test_redis_store(redis_limiter: Any, alice: User, client_for: Any) -> None:
     key = f"{redis_limiter.RATELIMIT_KEY_PREFIX}posts:u:{alice.id}:{NOW // 60 * 60}"
     assert int(store.get(key) or 0) == 11
     assert store.ttl(key) > 0  # expires with its window
+    # The refused attempt was counted before the check and given back (the refund script).
+    name_key = f"{redis_limiter.RATELIMIT_KEY_PREFIX}login_failures:name:alice:{NOW // 300 * 300}"
+    assert int(store.get(name_key) or 0) == 5
 
 
 def test_redis_unreachable_lets_requests_through(limiter: Any, alice: User) -> None:

@@ -75,6 +75,11 @@ MIDDLEWARE = [
     "microblog.core.replicas.ReplicaReadsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before anything that can answer early, so every answer carries X-Frame-Options.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Refuses bodies larger than the route can use before anything reads them (with the headers
+    # of the middlewares above).
+    "microblog.core.middleware.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -83,7 +88,8 @@ MIDDLEWARE = [
     # After auth: per-user limits need request.user (core.ratelimit).
     "microblog.core.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Signed-in pages: Cache-Control: private, no-store.
+    "microblog.core.middleware.PrivatePagesMiddleware",
     "microblog.core.middleware.ErrorPageMiddleware",
     "microblog.accounts.middleware.LastSeenMiddleware",
 ]
@@ -371,6 +377,9 @@ RATELIMIT_RULES = {
     # reports of posts, per user (moderation)
     "reports": os.environ.get("RATELIMIT_REPORTS", "10/1h"),
 }
+# A browser that logged in to an account before keeps a signed cookie naming it for this long
+# (seconds); it lets that browser past the account's per-username log-in lock (core.ratelimit).
+LOGIN_DEVICE_COOKIE_AGE = env_int("LOGIN_DEVICE_COOKIE_AGE", 365 * 86400)
 # Not counted: liveness, health and metrics probes.
 RATELIMIT_EXEMPT_PATHS = env_list("RATELIMIT_EXEMPT_PATHS", ["/up", "/health", "/metrics"])
 # Proxies (CIDRs) whose X-Forwarded-For is believed: the client is the right-most address in it

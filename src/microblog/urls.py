@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path, register_converter
+from django.views.generic import RedirectView
 
 from microblog.accounts import views as accounts
 from microblog.core import dashboard, health, metrics
@@ -75,6 +76,10 @@ urlpatterns = [
         moderation.review,
         name="staff_moderation_review",
     ),
+    # The admin's log-in and password change are the app's (limited like /login; the current
+    # password re-check limited as in settings): admin.site's own views are not reachable.
+    path("admin/login/", accounts.admin_login, name="admin_login"),
+    path("admin/password_change/", RedirectView.as_view(url="/settings"), name="admin_password"),
     path("admin/", admin.site.urls),
 ]
 

@@ -3,8 +3,9 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from microblog.accounts.models import User
+from microblog.accounts.models import User, username_is_valid
 from microblog.core import sqlcache
 
 
@@ -18,9 +19,30 @@ class CaseInsensitiveModelBackend(ModelBackend):
     An unknown username still runs the password hasher once (ModelBackend does this), so a failed
     log-in takes the same time whether or not the account exists.
 
+    A name that no account can have (usernames are ASCII letters, digits and underscores) is
+    refused before the lookup, still with one hasher run: the database's case-insensitive match
+    folds some non-ASCII letters ("al\u0131ce", with a dotless i, matches "alice" on PostgreSQL),
+    which would let it past the per-username log-in limit, and a NUL byte makes PostgreSQL
+    raise. `authenticate()` callers get this too, not only the app's log-in form.
+
     `get_user` (every signed-in request) is ModelBackend's, with its query compiled once
     (core.sqlcache): the same row, read fresh from the database on every request.
     """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> User | None:
+        if username is None:
+            username = kwargs.get(User.USERNAME_FIELD)
+        if isinstance(username, str) and not username_is_valid(username):
+            if password is not None:
+                User().set_password(password)  # the same work as an unknown name
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
     def get_user(self, user_id: Any) -> User | None:
         try:

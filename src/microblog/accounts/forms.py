@@ -1,7 +1,11 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, USERNAME_MAX_LENGTH
+from microblog.accounts.models import (
+    DESCRIPTION_MAX_LENGTH,
+    USERNAME_MAX_LENGTH,
+    username_is_valid,
+)
 from microblog.accounts.services import username_clean
 from microblog.core.text import clean_text
 
@@ -42,6 +46,15 @@ class LogInForm(forms.Form):
     password = forms.CharField(
         strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
+
+    def clean_username(self) -> str:
+        # Checked before the limiter or the lookup sees the name: no account has a name outside
+        # ASCII letters, digits and underscores (the limiter's key and the database's
+        # case-insensitive match agree only on those; PostgreSQL refuses NUL bytes).
+        username: str = self.cleaned_data["username"]
+        if not username_is_valid(username):
+            raise ValidationError("No account has that name.", code="invalid_username")
+        return username
 
 
 class ProfileForm(forms.Form):

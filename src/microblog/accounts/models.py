@@ -1,3 +1,4 @@
+import re
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser
@@ -9,11 +10,19 @@ from django.db.models.functions import Upper
 USERNAME_MAX_LENGTH = 50
 DESCRIPTION_MAX_LENGTH = 120
 
+USERNAME_PATTERN = r"^[A-Za-z0-9_]+\Z"
 username_validator = RegexValidator(
-    r"^[A-Za-z0-9_]+\Z",
+    USERNAME_PATTERN,
     "A username may contain only letters, digits and underscores.",
     code="invalid_username",
 )
+_username_re = re.compile(USERNAME_PATTERN)
+
+
+def username_is_valid(name: str) -> bool:
+    """Whether an account could have this name: ASCII letters, digits and underscores, at most
+    USERNAME_MAX_LENGTH. Checked before any lookup by a name from a request."""
+    return len(name) <= USERNAME_MAX_LENGTH and _username_re.match(name) is not None
 
 
 class UserManager(DjangoUserManager["User"]):

@@ -1,5 +1,7 @@
 """Sign-up, log-in, settings and profiles. Views check access, call one service, shape the reply."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -7,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from microblog.accounts import services
@@ -22,6 +25,7 @@ from microblog.core import ratelimit, sqlcache
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
+from microblog.core.views import error_response
 from microblog.follows import selectors as follow_selectors
 from microblog.follows import services as follow_services
 from microblog.moderation import selectors as moderation
@@ -29,6 +33,8 @@ from microblog.timelines import selectors as timelines
 from microblog.timelines.views import render_feed
 
 LOGIN_FAILED = "Incorrect username or password."
+# Password re-checks (password change, account deletion) share the failed-log-in limit.
+RECHECKS = "Too many wrong passwords. Wait {wait} and try again."
 
 
 @require_http_methods(["GET", "POST"])
@@ -37,21 +43,34 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        # Counts the account about to be created: the 4th in an hour from one address is refused.
-        ratelimit.enforce(request, "signups", ratelimit.ip_subject(request))
+        # Reserves the account about to be created (the 4th in an hour from one address is
+        # refused), and gives the count back when none is created: only accounts count.
+        try:
+            reserved = ratelimit.reserve(request, [("signups", ratelimit.ip_subject(request))])
+        except ratelimit.Throttled as refusal:
+            form.add_error(None, ratelimit.message(refusal.decision))
+            page = render(request, "accounts/signup.html", {"form": form})
+            return ratelimit.throttled_form(page, refusal.decision)
         try:
             user = services.user_create(
                 username=form.cleaned_data["username"], password=form.cleaned_data["password"]
             )
         except ValidationError as error:
+            ratelimit.refund(reserved)
             # validate_password raises a list of errors, which has no single code.
             code = getattr(error, "code", None)
             field = "username" if code in {"unique", "invalid_username"} else "password"
             form.add_error(field, error)
+        except BaseException:
+            ratelimit.refund(reserved)
+            raise
         else:
             login(request, user, backend="microblog.accounts.backends.CaseInsensitiveModelBackend")
             messages.success(request, f"Welcome to Microblog, {user.username}!")
-            return redirect("home")
+            response = redirect("home")
+            # The browser that created the account is one it knows (core.ratelimit).
+            ratelimit.remember_device(request, response, user.username)
+            return response
     status = 400 if form.is_bound else 200
     return render(request, "accounts/signup.html", {"form": form}, status=status)
 
@@ -63,23 +82,44 @@ def login_view(request: HttpRequest) -> HttpResponse:
     form = LogInForm(request.POST or None)
     error = None
     if request.method == "POST":
-        # Refused before the password is checked once the client or the username has too many
-        # failed log-ins (core.ratelimit); only failures are counted.
-        ratelimit.login_guard(request, str(form.data.get("username", "")))
         if form.is_valid():
-            user = authenticate(
-                request,
-                username=form.cleaned_data["username"],
-                password=form.cleaned_data["password"],
-            )
+            username = form.cleaned_data["username"]
+            # Counted as a failure before the password is hashed (core.ratelimit), refunded on
+            # success; refused unchecked once the client or the username has too many failures.
+            try:
+                attempt = ratelimit.login_reserve(request, username)
+            except ratelimit.Throttled as refusal:
+                context = {"form": form, "error": ratelimit.message(refusal.decision)}
+                page = render(
+                    request, "accounts/login.html", {**context, "next": safe_next(request, "")}
+                )
+                return ratelimit.throttled_form(page, refusal.decision)
+            user = authenticate(request, username=username, password=form.cleaned_data["password"])
             if user is not None:
+                ratelimit.refund(attempt)
                 login(request, user)  # rotates the session key
                 messages.success(request, f"Welcome back, {user.username}.")
-                return redirect(safe_next(request))
-            ratelimit.login_failed(request, form.cleaned_data["username"])
+                response = redirect(safe_next(request))
+                ratelimit.remember_device(request, response, user.username)
+                return response
         error = LOGIN_FAILED
     context = {"form": form, "error": error, "next": safe_next(request, "")}
     return render(request, "accounts/login.html", context, status=400 if error else 200)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's log-in page is the app's: /login, behind the same limits and counters (the
+    admin's own form had none). Nothing posted here is checked; a signed-in user who is not
+    staff gets the 403 page instead of a log-in form (or a redirect loop)."""
+    target = safe_next(request, "/admin/")
+    if request.user.is_authenticated:
+        if request.user.is_staff:
+            return redirect(target)
+        return error_response(
+            request, 403, "Not allowed", "Only staff can open the admin. You are signed in."
+        )
+    return redirect(f"{reverse('login')}?{urlencode({'next': target}, safe='/')}")
 
 
 @require_POST
@@ -125,6 +165,12 @@ def settings_password(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.POST)
     if form.is_valid():
         try:
+            attempt = ratelimit.recheck_reserve(request, request.user)
+        except ratelimit.Throttled as refusal:
+            form.add_error("current_password", ratelimit.message(refusal.decision, RECHECKS))
+            page = _settings_page(request, password_form=form)
+            return ratelimit.throttled_form(page, refusal.decision)
+        try:
             user = services.user_change_password(
                 user=request.user,  # type: ignore[arg-type]
                 current_password=form.cleaned_data["current_password"],
@@ -133,8 +179,10 @@ def settings_password(request: HttpRequest) -> HttpResponse:
         except ServiceError as error:
             form.add_error("current_password", error.message)
         except ValidationError as error:
+            ratelimit.refund(attempt)  # the current password was right
             form.add_error("new_password", error)
         else:
+            ratelimit.refund(attempt)
             update_session_auth_hash(request, user)  # this session stays; the others end
             messages.success(request, "Your password was changed. Other sessions were signed out.")
             return redirect("settings")
@@ -146,6 +194,12 @@ def settings_password(request: HttpRequest) -> HttpResponse:
 def settings_delete(request: HttpRequest) -> HttpResponse:
     form = DeleteAccountForm(request.POST)
     if form.is_valid():
+        try:
+            ratelimit.recheck_reserve(request, request.user)
+        except ratelimit.Throttled as refusal:
+            form.add_error("password", ratelimit.message(refusal.decision, RECHECKS))
+            page = _settings_page(request, delete_form=form)
+            return ratelimit.throttled_form(page, refusal.decision)
         try:
             services.user_delete(
                 user=request.user,  # type: ignore[arg-type]

@@ -210,7 +210,9 @@ def allowed(request: HttpRequest) -> bool:
     if token:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        given_bytes = given.strip().encode("utf-8", "surrogatepass")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode()):
             return True
     if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
         return False
@@ -218,6 +220,8 @@ def allowed(request: HttpRequest) -> bool:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 scraper on a dual-stack socket
     networks = _networks(tuple(settings.METRICS_ALLOWED_NETWORKS))
     return any(address in network for network in networks)
 

@@ -1,8 +1,59 @@
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.utils.cache import patch_cache_control
 
-from microblog.core.views import method_not_allowed
+from microblog.core.views import method_not_allowed, payload_too_large
+
+# Requests that carry no body: what they announce is refused unread.
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def body_limit(method: str) -> int:
+    """The largest body a route can use: none on GET and HEAD, DATA_UPLOAD_MAX_MEMORY_SIZE (no
+    route takes files) on the others."""
+    return 0 if method in BODILESS_METHODS else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+class RequestBodyLimitMiddleware:
+    """Refuses, with the 413 page and before anything reads it, a body larger than the route can
+    use: Content-Length past body_limit(), or any chunked body on a method that takes none.
+    Django refuses large form bodies only when a view reads the form; a GET to /up never does,
+    and a server reading ahead (the one-port app, stream/combined.py) would hold the body in
+    memory meanwhile. Placed after the security-header middlewares, so the 413 carries them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        method = request.method or ""
+        length_text = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(length_text)
+        except ValueError:
+            length = -1  # not a length: nothing can read it safely
+        chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        limit = body_limit(method)
+        if length < 0 or length > limit or (chunked and limit == 0):
+            return payload_too_large(request)
+        return self.get_response(request)
+
+
+class PrivatePagesMiddleware:
+    """`Cache-Control: private, no-store` on every response to a signed-in user: their pages
+    (feeds, settings, staff pages) must not be kept by a shared cache or the browser's history
+    cache. Responses that set their own Cache-Control keep it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
+            patch_cache_control(response, private=True, no_store=True)
+        return response
 
 
 class ErrorPageMiddleware:

@@ -18,14 +18,27 @@ Where the rules apply:
 - `RateLimitMiddleware`: every request against "requests" (per IP), and by route (URL pattern
   name): posts and replies ("posts", per user), follow and unfollow ("follows", per user), feed
   pages ("feeds", per user, per IP when signed out);
-- views, through `enforce`, `peek` and `hit`: sign-ups (accounts.views.signup), failed log-ins
-  (accounts.views.login_view: checked before the password, counted on failure only), and
+- views, through `enforce`, `reserve`, `refund` and `hit`: sign-ups (accounts.views.signup:
+  reserved before the account is created, refunded when it is not, so only created accounts
+  count), failed log-ins and password re-checks (`login_reserve`, `recheck_reserve`: the attempt
+  is counted as a failure before the password is hashed, atomically, and refunded when the
+  password was right or was never checked, so concurrent guesses cannot pass the limit), and
   reports (`enforce(request, "reports")` in the moderation view).
 
 A refused request raises (or returns) `Throttled`, which the middleware answers with 429,
-`Retry-After` and the `X-RateLimit-*` headers, as an HTML page or JSON by `Accept`. Every other
-response carries the `X-RateLimit-*` headers of the tightest limit the request touched (the one
-with the fewest requests left). `X-RateLimit-Reset` is the Unix time at which that window ends.
+`Retry-After` and the `X-RateLimit-*` headers, as an HTML page or JSON by `Accept`; a view that
+takes a form declares with `@refusal_page(render)` how its refusal looks (the form again, with
+what the user typed and when to retry), and views that check limits themselves do the same with
+`throttled_form`. Every other response carries the `X-RateLimit-*` headers of the tightest limit
+the request touched (the one with the fewest requests left). `X-RateLimit-Reset` is the Unix time
+at which that window ends.
+
+The per-username log-in limit would let anyone lock a named account out with a few wrong
+passwords. A browser that logged in to that account before (a signed device cookie,
+`DEVICE_COOKIE`) is let past it, with a failure limit of its own (the per-address limit still
+applies). A client at an address without failures is not: that would give an attacker with many
+addresses one guess per address and window against any account (docs/operations.md, "Rate
+limits").
 
 `RATELIMIT_ENABLED=0` turns every limit off.
 """
@@ -41,6 +54,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.core import signing
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
@@ -92,6 +106,7 @@ class Decision:
     count: int  # counted in this window (this request included, when it was counted)
     reset_at: int  # Unix time at which the window ends
     blocked: bool
+    key: str = ""  # the counter's key in the store ("rule:subject")
 
     @property
     def remaining(self) -> int:
@@ -151,12 +166,24 @@ def _networks(spec: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in spec)
 
 
-def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, IPv4-mapped IPv6 (`::ffff:a.b.c.d`, what a dual-stack socket or proxy
+    reports for an IPv4 client) unmapped to IPv4; None when `text` is not an address."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(text.strip())
     except ValueError:
-        return False
-    return any(ip in network for network in networks)
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.scope_id is not None:  # "fe80::1%eth0": one address whatever the zone
+            return ipaddress.IPv6Address(str(ip).partition("%")[0])
+    return ip
+
+
+def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
+    ip = _address(address)
+    return ip is not None and any(ip in network for network in networks)
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -167,17 +194,17 @@ def client_ip(request: HttpRequest) -> str:
     if cached is not None:
         return cached
     peer = request.META.get("REMOTE_ADDR", "") or ""
-    address = peer
+    unmapped = _address(peer)
+    address = str(unmapped) if unmapped is not None else peer
     proxies = settings.TRUSTED_PROXIES
     if proxies:
         networks = _networks(tuple(proxies))
         if _trusted(peer, networks):
             for item in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
-                candidate = item.strip()
-                try:
-                    candidate = str(ipaddress.ip_address(candidate))
-                except ValueError:
+                parsed = _address(item)
+                if parsed is None:
                     break  # not written by a proxy of ours: keep the last trusted hop's peer
+                candidate = str(parsed)
                 address = candidate
                 if not _trusted(candidate, networks):
                     break
@@ -187,7 +214,8 @@ def client_ip(request: HttpRequest) -> str:
 
 def ip_subject(request: HttpRequest) -> str:
     """Returns "ip:<address>"; an IPv6 client is counted by its /64, which one subscriber
-    usually has whole (counting single addresses would let it rotate through 2**64 of them)."""
+    usually has whole (counting single addresses would let it rotate through 2**64 of them).
+    IPv4-mapped addresses were unmapped by client_ip: each IPv4 client counts on its own."""
     address = client_ip(request)
     if ":" in address:
         with contextlib.suppress(ValueError):
@@ -203,6 +231,9 @@ def user_subject(request: HttpRequest) -> str | None:
 
 
 def username_subject(username: str) -> str:
+    """The key of a username, for a name the log-in form has validated: usernames are ASCII
+    (accounts.models.username_validator), for which lower() here and the lookup's
+    case-insensitive match (UPPER() on PostgreSQL) agree on which names are the same."""
     name = username.strip().lower()
     if len(name) > 64:  # longer than any username: keep the key short
         name = hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()
@@ -229,6 +260,8 @@ class Store(Protocol):
     def hit(self, slots: Sequence[Slot]) -> dict[str, int] | None: ...
 
     def peek(self, slots: Sequence[Slot]) -> dict[str, int] | None: ...
+
+    def refund(self, slots: Sequence[Slot]) -> None: ...
 
 
 class DatabaseStore:
@@ -273,6 +306,17 @@ class DatabaseStore:
             cursor.execute(sql, params)
             return dict(cursor.fetchall())
 
+    def refund(self, slots: Sequence[Slot]) -> None:
+        qn = connection.ops.quote_name
+        where = " OR ".join([f"({qn('key')} = %s AND {qn('window_start')} = %s)"] * len(slots))
+        sql = (
+            f"UPDATE {qn(self.table)} SET {qn('count')} = {qn('count')} - 1 "
+            f"WHERE ({where}) AND {qn('count')} > 0"
+        )
+        params = [value for key, window_start, _ in slots for value in (key, window_start)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
 
 # Counts every key and sets its expiry on its first count; one round trip, atomic.
 _HIT_SCRIPT = """
@@ -285,6 +329,15 @@ end
 return counts
 """
 
+# Takes one count back from every key that has one.
+_REFUND_SCRIPT = """
+for _, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
+
 
 class RedisStore:
     def __init__(self, url: str) -> None:
@@ -295,6 +348,7 @@ class RedisStore:
             url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
         )
         self.script = self.client.register_script(_HIT_SCRIPT)
+        self.refund_script = self.client.register_script(_REFUND_SCRIPT)
 
     @staticmethod
     def _key(slot: Slot) -> str:
@@ -318,6 +372,12 @@ class RedisStore:
             logger.warning("rate limit store (Redis) unreachable: request let through")
             return None
         return {slot[0]: int(count) for slot, count in zip(slots, counts, strict=True) if count}
+
+    def refund(self, slots: Sequence[Slot]) -> None:
+        try:
+            self.refund_script(keys=[self._key(slot) for slot in slots])
+        except self.errors:
+            logger.warning("rate limit store (Redis) unreachable: refund dropped")
 
 
 @lru_cache(maxsize=4)
@@ -398,8 +458,31 @@ def _decide(
         # Counting includes this request, so only a count past the limit blocks; a peek blocks
         # once the limit is reached, since the next failure would pass it.
         blocked = count > rule.limit if counting else count >= rule.limit
-        decisions.append(Decision(rule, count, slot[2], blocked))
+        decisions.append(Decision(rule, count, slot[2], blocked, slot[0]))
     return _record(request, decisions)
+
+
+def refund(decisions: Iterable[Decision]) -> None:
+    """Takes back the counts of a `hit` whose request turned out not to be what the rule counts
+    (a sign-up that created no account, a log-in whose password was right or never checked),
+    in the window they were counted in."""
+    slots = [
+        (d.key, d.reset_at - d.rule.period, d.reset_at) for d in decisions if d.key and d.count
+    ]
+    if slots:
+        store().refund(slots)
+
+
+def reserve(request: HttpRequest, checks: Iterable[tuple[str, str]]) -> list[Decision]:
+    """Counts the request before the work the rule limits (one atomic statement, so concurrent
+    requests cannot all pass a check made before any of them was counted); refunded and raised
+    as Throttled when a limit is past. The caller refunds the returned decisions when the work
+    turns out not to count."""
+    decisions = hit(request, checks)
+    if any(decision.blocked for decision in decisions):
+        refund(decisions)
+        raise_if_blocked(decisions)
+    return decisions
 
 
 def raise_if_blocked(decisions: Iterable[Decision]) -> None:
@@ -416,22 +499,81 @@ def enforce(request: HttpRequest, rule_name: str, subject: str | None = None) ->
     raise_if_blocked(hit(request, [(rule_name, subject)]))
 
 
+# --- Log-ins and password re-checks ----------------------------------------------------------
+
+DEVICE_COOKIE = "mb_device"
+_DEVICE_SALT = "microblog.ratelimit.device"
+
+
 def login_checks(request: HttpRequest, username: str) -> list[tuple[str, str]]:
-    checks = [("login_failures", ip_subject(request))]
-    if username.strip():
-        checks.append(("login_failures", username_subject(username)))
-    return checks
+    return [("login_failures", ip_subject(request)), ("login_failures", username_subject(username))]
 
 
-def login_guard(request: HttpRequest, username: str) -> None:
-    """Before a log-in's password is checked: Throttled when the client's address or the
-    username has LOGIN_FAILURES failed log-ins in the window."""
-    raise_if_blocked(peek(request, login_checks(request, username)))
+def login_reserve(request: HttpRequest, username: str) -> list[Decision]:
+    """Before a log-in's password is checked (`username` validated by the form): counts the
+    attempt as a failure against the client's address and the username (and the browser, when it
+    logged in to that account before), in one atomic statement, and raises Throttled (counting
+    nothing) when the address has LOGIN_FAILURES failures in the window, or the username has and
+    the browser is not one that logged in to it before (with fewer failures of its own).
+    Refund the decisions when the password was right."""
+    checks = login_checks(request, username)
+    device = _device_subject(request, username)
+    if device is not None:
+        checks.append(("login_failures", device))
+    decisions = hit(request, checks)
+    if len(decisions) >= 2:
+        by_address, by_name, *by_device = decisions
+        known_browser = bool(by_device) and not by_device[0].blocked
+        if by_address.blocked or (by_name.blocked and not known_browser):
+            refund(decisions)
+            raise_if_blocked([d for d in (by_address, by_name) if d.blocked])
+    return decisions
 
 
-def login_failed(request: HttpRequest, username: str) -> None:
-    """Counts a failed log-in against the client's address and the username."""
-    hit(request, login_checks(request, username))
+def recheck_reserve(request: HttpRequest, user: Any) -> list[Decision]:
+    """Before a signed-in user's current password is checked again (password change, account
+    deletion): the failed-log-in treatment, per address and per account. Refund on success."""
+    checks = [("login_failures", ip_subject(request)), ("login_failures", f"u:{user.pk}")]
+    return reserve(request, checks)
+
+
+def _device_subject(request: HttpRequest, username: str) -> str | None:
+    """ "device:<digest>" when this browser logged in to `username` before (its signed device
+    cookie names it), else None."""
+    value = request.COOKIES.get(DEVICE_COOKIE)
+    if not value:
+        return None
+    try:
+        known = signing.loads(value, salt=_DEVICE_SALT, max_age=settings.LOGIN_DEVICE_COOKIE_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(known, list) or username.strip().lower() not in known:
+        return None
+    return "device:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def remember_device(request: HttpRequest, response: HttpResponse, username: str) -> None:
+    """After a successful log-in: the browser keeps a signed list of the (at most 5) accounts
+    it logged in to, which lets it past that username's lock."""
+    value = request.COOKIES.get(DEVICE_COOKIE)
+    known: list[str] = []
+    if value:
+        with contextlib.suppress(signing.BadSignature):
+            loaded = signing.loads(
+                value, salt=_DEVICE_SALT, max_age=settings.LOGIN_DEVICE_COOKIE_AGE
+            )
+            if isinstance(loaded, list):
+                known = [name for name in loaded if isinstance(name, str)]
+    name = username.strip().lower()
+    known = [name, *[other for other in known if other != name]][:5]
+    response.set_cookie(
+        DEVICE_COOKIE,
+        signing.dumps(known, salt=_DEVICE_SALT),
+        max_age=settings.LOGIN_DEVICE_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
 
 
 # --- HTTP ----------------------------------------------------------------------------------
@@ -450,13 +592,46 @@ def set_headers(response: HttpResponse, decision: Decision) -> None:
     response["X-RateLimit-Reset"] = str(decision.reset_at)
 
 
-def throttled_response(request: HttpRequest, decision: Decision) -> HttpResponse:
-    from microblog.core.views import error_response
+def message(decision: Decision, template: str | None = None) -> str:
+    """What to tell the user: which limit (or `template`, with {wait}), and how long to wait."""
+    wait = _wait_text(decision.retry_after())
+    return (template or MESSAGES.get(decision.rule.name, DEFAULT_MESSAGE)).format(wait=wait)
 
-    retry_after = decision.retry_after()
-    message = MESSAGES.get(decision.rule.name, DEFAULT_MESSAGE).format(wait=_wait_text(retry_after))
-    response = error_response(request, 429, "Too many requests", message)
-    response["Retry-After"] = str(retry_after)
+
+def throttled_form(response: HttpResponse, decision: Decision) -> HttpResponse:
+    """A form page shown again because of a limit (with what the user typed and `message`):
+    429 with Retry-After and the X-RateLimit-* headers."""
+    response.status_code = 429
+    response["Retry-After"] = str(decision.retry_after())
+    set_headers(response, decision)
+    return response
+
+
+# A view's own refusal page: render(request, message) -> the form again, with what was typed.
+RefusalPage = Callable[[HttpRequest, str], HttpResponse]
+
+
+def refusal_page(render: RefusalPage) -> Callable[[Callable[..., HttpResponse]], Any]:
+    """Marks a view whose route limits the middleware checks: a refused request gets `render`'s
+    page (the form, with the text kept and when to retry) instead of the bare 429 page. Put it
+    outermost, above login_required and friends."""
+
+    def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        view.ratelimit_refusal_page = render  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def throttled_response(
+    request: HttpRequest, decision: Decision, page: RefusalPage | None = None
+) -> HttpResponse:
+    from microblog.core.views import error_response, wants_json
+
+    if page is not None and not wants_json(request):
+        return throttled_form(page(request, message(decision)), decision)
+    response = error_response(request, 429, "Too many requests", message(decision))
+    response["Retry-After"] = str(decision.retry_after())
     set_headers(response, decision)
     return response
 
@@ -514,7 +689,8 @@ class RateLimitMiddleware:
         try:
             raise_if_blocked(hit(request, checks))
         except Throttled as refusal:
-            return throttled_response(request, refusal.decision)
+            page = getattr(view, "ratelimit_refusal_page", None)
+            return throttled_response(request, refusal.decision, page)
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -30,6 +30,12 @@ slow_query_logger = logging.getLogger("microblog.slow_queries")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SQL_LOGGED_CHARS = 2000
 
+# Methods counted under their own name; any other (made up by a client: `curl -X ZZZ`) is
+# counted as "other", so a client cannot create metric series at will.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
@@ -129,7 +135,7 @@ class RequestLogMiddleware:
         response["X-Request-ID"] = request_id
 
         route = _route(request)
-        method = request.method or ""
+        method = request.method if request.method in KNOWN_METHODS else "other"
         status = response.status_code
         key = (route, method, status)
         children = self.children.get(key)

@@ -24,6 +24,11 @@ def _live_session(session_key: str, now: datetime) -> QuerySet[Session]:
 
 
 class SessionStore(DatabaseSessionStore):
+    def _validate_session_key(self, key: Any) -> bool:
+        # Keys are made of get_random_string()'s letters and digits; a cookie with anything else
+        # (a NUL byte makes PostgreSQL raise) is no session, checked before any query.
+        return isinstance(key, str) and 8 <= len(key) <= 40 and key.isascii() and key.isalnum()
+
     def _get_session_from_db(self) -> Any:
         try:
             found = sqlcache.fetch(

@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ValidationError
 
-from microblog.core.validators import normalize_text, reject_control_characters
+from microblog.core.validators import is_blank, normalize_text, reject_control_characters
 
 
 def clean_text(value: str, *, max_length: int, allow_empty: bool, label: str) -> str:
@@ -10,6 +10,8 @@ def clean_text(value: str, *, max_length: int, allow_empty: bool, label: str) ->
     if "\x00" in value:
         raise ValidationError("Remove the invisible control characters from the text.")
     text = normalize_text(value)
+    if is_blank(text):
+        text = ""  # zero-width spaces, fillers, tag characters: nothing a reader would see
     if not text and not allow_empty:
         raise ValidationError(f"Write something: the {label} cannot be empty.", code="required")
     if len(text) > max_length:

@@ -82,19 +82,23 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
         assert exception is not None
         return service_unavailable(request, exception)
     if isinstance(exception, RequestDataTooBig):
-        return error_response(
-            request,
-            413,
-            "Payload too large",
-            "What you sent is too large to accept. Posts and bios are short: shorten the text "
-            "and try again.",
-        )
+        return payload_too_large(request)
     message = (
         exception.message
         if isinstance(exception, InvalidInput)
         else "The request could not be understood. Check the link or form and try again."
     )
     return error_response(request, 400, "Bad request", message)
+
+
+def payload_too_large(request: HttpRequest) -> HttpResponse:
+    return error_response(
+        request,
+        413,
+        "Payload too large",
+        "What you sent is too large to accept. Posts and bios are short: shorten the text "
+        "and try again.",
+    )
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -87,6 +87,11 @@ def can_see(viewer: Viewer, post: Post) -> bool:
     )
 
 
+def replyable_by(author: User) -> Q:
+    """Posts `author` may reply to: those whose page they may open (can_see)."""
+    return Q() if author.is_staff else Q(is_hidden=False) | Q(author_id=author.id)
+
+
 def block_between(user_id: int, other_id: int) -> Literal["blocking", "blocked_by"] | None:
     """Whether `user_id` blocks `other_id` ("blocking") or is blocked by them ("blocked_by")."""
     pair = Block.objects.filter(

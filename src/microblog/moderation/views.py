@@ -38,7 +38,12 @@ def report(request: HttpRequest, post_id: int) -> HttpResponse:
         return redirect("post_detail", post_id=post.id)
     form = ReportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        ratelimit.enforce(request, "reports")
+        try:
+            ratelimit.enforce(request, "reports")
+        except ratelimit.Throttled as refusal:
+            form.add_error(None, ratelimit.message(refusal.decision))
+            page = render(request, "moderation/report.html", {"post": post, "form": form})
+            return ratelimit.throttled_form(page, refusal.decision)
         try:
             services.report_create(
                 reporter=request.user,  # type: ignore[arg-type]

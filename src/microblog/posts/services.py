@@ -9,7 +9,7 @@ from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
-from microblog.moderation.selectors import blocks_replies
+from microblog.moderation.selectors import blocks_replies, replyable_by
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
 from microblog.stream import events
 from microblog.timelines import fanout
@@ -24,18 +24,19 @@ def post_content_clean(content: str) -> str:
 
 def post_create(*, author: User, content: str, parent_id: int | None = None) -> Post:
     """Publishes a post or, with `parent_id`, a reply. Raises ValidationError for bad content or a
-    missing parent; nothing is written then."""
+    missing parent (one the author may not see counts as missing: a post hidden by the
+    moderators takes replies only from its author and staff); nothing is written then."""
     content = post_content_clean(content)
     with transaction.atomic():
         # Lock order, in every service: user rows first (in id order), then posts. A follow
         # holds user rows until its feed entries' foreign keys to posts are checked at commit,
         # so a post service locking a post before its author could deadlock with it.
         User.objects.filter(id=author.id).update(posts_count=F("posts_count") + 1)
-        # The UPDATE both checks that the parent exists and locks it against a concurrent delete
-        # until this reply commits.
-        if parent_id is not None and not Post.objects.filter(id=parent_id).update(
-            replies_count=F("replies_count") + 1
-        ):
+        # The UPDATE both checks that the parent exists (and that the author may see it) and
+        # locks it against a concurrent delete or hide until this reply commits.
+        if parent_id is not None and not Post.objects.filter(
+            replyable_by(author), id=parent_id
+        ).update(replies_count=F("replies_count") + 1):
             raise ValidationError(PARENT_MISSING, code="parent_missing")
         if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):
             raise ValidationError(REPLY_BLOCKED, code="blocked")

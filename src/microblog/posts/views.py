@@ -6,6 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from microblog.core import ratelimit
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
 from microblog.moderation.selectors import can_see
@@ -15,13 +16,40 @@ from microblog.posts.models import Post
 from microblog.posts.services import REPLY_BLOCKED
 
 
-def _get_post(post_id: int) -> Post:
-    post = selectors.post_for_display(post_id)
-    if post is None:
+def _get_post(request: HttpRequest, post_id: int) -> Post:
+    post = selectors.post_for_display(post_id, request.user)
+    # A hidden post is not found, except by its author and staff.
+    if post is None or not can_see(request.user, post):
         raise Http404("No such post")
     return post
 
 
+def _refused(request: HttpRequest, form: PostForm, status: int = 400) -> HttpResponse:
+    """The compose page again, with the text kept and the reason (a bad post, a missing parent,
+    a limit). The replied-to post is shown only to those who may read it."""
+    parent = None
+    raw_parent = form.data.get("parent_id")
+    # isascii: str.isdigit() is also true for digits int() refuses, like "²".
+    if (
+        raw_parent
+        and str(raw_parent).isascii()
+        and str(raw_parent).isdigit()
+        and len(str(raw_parent)) < 20
+    ):
+        parent = selectors.post_for_display(int(raw_parent), request.user)
+        if parent is not None and selectors.withheld_reason(parent, request.user) is not None:
+            parent = None
+    context = {"form": form, "parent": parent}
+    return render(request, "posts/compose.html", context, status=status)
+
+
+def _too_fast(request: HttpRequest, message: str) -> HttpResponse:
+    form = PostForm(request.POST)  # bound: the page shows the text as typed
+    form.add_error(None, message)
+    return _refused(request, form)
+
+
+@ratelimit.refusal_page(_too_fast)
 @login_required
 @require_POST
 def create(request: HttpRequest) -> HttpResponse:
@@ -43,17 +71,7 @@ def create(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Your post was published.")
             return redirect(safe_next(request, "/"))
     # Shown again with the text kept, so nothing the user wrote is lost.
-    parent = None
-    raw_parent = form.data.get("parent_id")
-    # isascii: str.isdigit() is also true for digits int() refuses, like "²".
-    if (
-        raw_parent
-        and str(raw_parent).isascii()
-        and str(raw_parent).isdigit()
-        and len(str(raw_parent)) < 20
-    ):
-        parent = selectors.post_for_display(int(raw_parent))
-    return render(request, "posts/compose.html", {"form": form, "parent": parent}, status=400)
+    return _refused(request, form)
 
 
 @require_safe
@@ -83,7 +101,7 @@ def detail(request: HttpRequest, post_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def delete(request: HttpRequest, post_id: int) -> HttpResponse:
-    post = _get_post(post_id)
+    post = _get_post(request, post_id)
     if post.author_id != request.user.id:
         messages.error(request, "You can only delete your own posts.")
         return render(request, "posts/delete.html", {"post": post, "allowed": False}, status=403)
