@@ -344,8 +344,8 @@ def test_replies_stay_and_say_their_parent_was_deleted(
     assert "the deleted original" not in feed
 
     thread = text(client_for(carol).get(f"/posts/{reply.id}"))
-    assert "This conversation continues from a deleted post." in thread
-    assert "Replying to a deleted post" in thread
+    assert "This post was deleted." in thread  # its placeholder, above the reply
+    assert "the deleted original" not in thread
     assert "a reply that stays" in thread
 
 

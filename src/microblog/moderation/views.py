@@ -24,7 +24,7 @@ from microblog.posts.models import Post
 
 def _reportable_post(request: HttpRequest, post_id: int) -> Post:
     post = post_selectors.post_for_display(post_id)
-    if post is None or not selectors.can_see(request.user, post):
+    if post is None or post.is_deleted or not selectors.can_see(request.user, post):
         raise Http404("No such post")
     return post
 
