@@ -1,6 +1,7 @@
 """Reporting posts, blocking and muting accounts, and the staff review queue."""
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -14,6 +15,7 @@ from microblog.accounts.models import User
 from microblog.core import ratelimit
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next
+from microblog.core.jinja import post_path
 from microblog.core.pagination import parse_cursor
 from microblog.moderation import selectors, services
 from microblog.moderation.forms import ReportForm
@@ -29,18 +31,36 @@ def _reportable_post(request: HttpRequest, post_id: int) -> Post:
     return post
 
 
+def _return_to(request: HttpRequest, post: Post) -> str:
+    """Where the reporter goes back to: the page they opened the report form from (`next`,
+    carried by the form, or the Referer on the first visit), if on this site; else the post."""
+    fallback = post_path(post.id)
+    if "next" in request.POST or "next" in request.GET:
+        return safe_next(request, fallback)
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc == request.get_host() and referer.path:
+        came_from = referer.path + (f"?{referer.query}" if referer.query else "")
+        if came_from != request.path:
+            return came_from
+    return fallback
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def report(request: HttpRequest, post_id: int) -> HttpResponse:
     post = _reportable_post(request, post_id)
+    back = _return_to(request, post)
     if post.author_id == request.user.id:
         messages.error(request, "You can't report your own post.")
         return redirect("post_detail", post_id=post.id)
+    context: dict[str, object] = {"post": post, "back": back}
+    if selectors.has_reported(reporter_id=request.user.id, post_id=post.id):
+        return render(request, "moderation/report.html", {**context, "already_reported": True})
     form = ReportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         ratelimit.enforce(request, "reports")
         try:
-            services.report_create(
+            made = services.report_create(
                 reporter=request.user,  # type: ignore[arg-type]
                 post_id=post.id,
                 reason=form.cleaned_data["reason"],
@@ -48,14 +68,16 @@ def report(request: HttpRequest, post_id: int) -> HttpResponse:
             )
         except ServiceError as error:
             messages.error(request, error.message)
-            return redirect("post_detail", post_id=post.id)
+            return redirect(back)
         except ValidationError as error:
             form.add_error(None, error)
         else:
             messages.success(request, "Thank you. The moderators will review this post.")
-            return redirect("post_detail", post_id=post.id)
+            if not selectors.can_see(request.user, made.post) and back == post_path(post.id):
+                back = "/"  # the report hid the post: its page would be a 404
+            return redirect(back)
     status = 400 if form.is_bound else 200
-    return render(request, "moderation/report.html", {"post": post, "form": form}, status=status)
+    return render(request, "moderation/report.html", {**context, "form": form}, status=status)
 
 
 def _account(username: str) -> User:
