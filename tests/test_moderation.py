@@ -283,13 +283,26 @@ def hidden_by_reports(post: Post, reporters: list[User]) -> Post:
 def test_the_queue_is_for_staff_only_and_its_actions_change_nothing_for_others(
     client, alice, bob, make_post, client_for, reporters
 ):
+    """Visitors are sent to our log-in page; signed-in users who are not staff get our 403
+    page, not the admin's log-in form."""
     post = hidden_by_reports(make_post(alice), reporters)
-    for who in (client, client_for(bob), client_for(alice)):
-        for path in ("/staff/moderation", "/staff/moderation/hidden", "/staff/moderation/log"):
+    restore = f"/staff/moderation/posts/{post.id}/restore"
+    paths = (
+        "/staff/moderation",
+        "/staff/moderation/hidden",
+        "/staff/moderation/log",
+        "/staff/jobs",
+    )
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 302 and response["Location"] == f"/login?next={path}"
+    assert client.post(restore)["Location"] == f"/login?next={restore}"
+    for who in (client_for(bob), client_for(alice)):
+        for path in paths:
             response = who.get(path)
-            assert response.status_code == 302 and "/admin/login/" in response["Location"]
-        response = who.post(f"/staff/moderation/posts/{post.id}/restore")
-        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+            assert response.status_code == 403, path
+            assert "Not allowed" in text(response) and "log in" not in text(response).lower()
+        assert who.post(restore).status_code == 403
     post.refresh_from_db()
     assert post.is_hidden and post.open_reports == THRESHOLD
     with pytest.raises(ServiceError):

@@ -4,7 +4,6 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -14,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from microblog.accounts.models import User
 from microblog.core import ratelimit
 from microblog.core.errors import ServiceError
-from microblog.core.http import safe_next
+from microblog.core.http import safe_next, staff_required
 from microblog.core.jinja import post_path
 from microblog.core.pagination import parse_cursor
 from microblog.moderation import selectors, services
@@ -145,7 +144,7 @@ def unmute(request: HttpRequest, username: str) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def queue(request: HttpRequest) -> HttpResponse:
     context = {
@@ -156,14 +155,14 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, "moderation/queue.html", context)
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def hidden(request: HttpRequest) -> HttpResponse:
     page = selectors.hidden_posts(parse_cursor(request.GET.get("cursor")))
     return render(request, "moderation/hidden.html", {"page": page, "tab": "hidden"})
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def log(request: HttpRequest) -> HttpResponse:
     page = selectors.audit_log(parse_cursor(request.GET.get("cursor")))
@@ -177,7 +176,7 @@ REVIEW_DONE = {
 }
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def review(request: HttpRequest, post_id: int, action: str) -> HttpResponse:
     if action not in REVIEW_DONE:
