@@ -47,20 +47,21 @@ def _return_to(request: HttpRequest, post: Post) -> str:
 @login_required
 @require_http_methods(["GET", "POST"])
 def report(request: HttpRequest, post_id: int) -> HttpResponse:
+    reporter: User = request.user  # type: ignore[assignment]  # login_required
     post = _reportable_post(request, post_id)
     back = _return_to(request, post)
-    if post.author_id == request.user.id:
+    if post.author_id == reporter.id:
         messages.error(request, "You can't report your own post.")
         return redirect("post_detail", post_id=post.id)
     context: dict[str, object] = {"post": post, "back": back}
-    if selectors.has_reported(reporter_id=request.user.id, post_id=post.id):
+    if selectors.has_reported(reporter_id=reporter.id, post_id=post.id):
         return render(request, "moderation/report.html", {**context, "already_reported": True})
     form = ReportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         ratelimit.enforce(request, "reports")
         try:
             made = services.report_create(
-                reporter=request.user,  # type: ignore[arg-type]
+                reporter=reporter,
                 post_id=post.id,
                 reason=form.cleaned_data["reason"],
                 text=form.cleaned_data["text"],
