@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check bench audit clean cluster cluster-stop cluster-test
+.PHONY: run superuser seed test lint typecheck check bench audit clean cluster cluster-stop cluster-test
 
 $(BIN)/python:
 	@py=$$(sh scripts/find-python) || exit 1; \
@@ -26,8 +26,32 @@ run: $(VENV)/.installed-run
 	$(BIN)/microblog migrate --noinput && \
 	exec $(BIN)/microblog serve --port $(PORT)
 
+## An admin account on the database `make run` uses (or DATABASE_URL), asked for interactively.
+superuser: $(VENV)/.installed-run
+	@export DEBUG=$${DEBUG:-1}; \
+	$(BIN)/microblog migrate --noinput && \
+	exec $(BIN)/microblog createsuperuser
+
+## Test data in an empty database (`make seed PRESET=medium`; small, medium or seed).
+PRESET ?= small
+seed: $(VENV)/.installed-run
+	@export DEBUG=$${DEBUG:-1}; \
+	$(BIN)/microblog migrate --noinput && \
+	exec $(BIN)/microblog seed --preset $(PRESET)
+
+# axe-core for the browser tests' accessibility checks (tests/conftest.py), pinned by
+# tests/a11y/package-lock.json and installed into tests/a11y/node_modules (git-ignored). Without
+# npm the browser tests are skipped with a note (REQUIRE_BROWSER=1 makes that an error).
+AXE := tests/a11y/node_modules/axe-core/axe.min.js
+$(AXE): tests/a11y/package.json tests/a11y/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/a11y --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	  echo "note: npm not found: the browser tests need axe-core (install Node.js and npm)" >&2; \
+	fi
+
 ## The whole test suite (SQLite by default; set DATABASE_URL=postgres://... for PostgreSQL).
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(AXE)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
@@ -73,4 +97,4 @@ typecheck: $(VENV)/.installed-dev
 check: lint typecheck
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/a11y/node_modules

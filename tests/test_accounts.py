@@ -206,6 +206,8 @@ def test_sign_up_refuses_mismatched_password_confirmation(client):
         ("zq7#Kx", "This password is too short. It must contain at least 8 characters."),
         ("password123", "This password is too common."),
         ("48201937465", "This password is entirely numeric."),
+        ("newbie6pass", "The password is too similar to the username."),
+        ("passNEWBIEword", "The password is too similar to the username."),
     ],
 )
 def test_sign_up_refuses_a_weak_password(client, password, message):
@@ -217,6 +219,26 @@ def test_sign_up_refuses_a_weak_password(client, password, message):
     assert signed_in_user_id(client) is None
     # The password is not echoed back into the page.
     assert password not in text(response)
+
+
+def test_a_password_containing_the_username_is_refused_even_below_djangos_ratio(client):
+    """zed6pass for zed6: Django's similarity ratio (0.67) stays under its 0.7 threshold."""
+    response = sign_up(client, "zed6", "zed6pass")
+    assert response.status_code == 400
+    assert "The password is too similar to the username." in field_errors(response, "password")
+    assert not User.objects.exists()
+
+
+def test_a_51_character_username_is_refused_with_a_message_not_cut_by_the_browser(client):
+    page = text(client.get("/signup"))
+    username_input = re.search(r'<input[^>]*name="username"[^>]*>', page).group(0)
+    assert "maxlength" not in username_input  # a browser would cut the name silently
+    assert "autofocus" in username_input  # the page opens ready to type the name
+
+    response = sign_up(client, "a" * 51)
+    assert response.status_code == 400
+    assert field_errors(response, "username") == ["A username can be at most 50 characters long."]
+    assert not User.objects.exists()
 
 
 def test_sign_up_page_for_a_signed_in_user_goes_home(alice, client_for):

@@ -267,7 +267,7 @@ BAD_USERNAMES = [
     ("../etc/passwd", USERNAME_CHARS),
     ("<script>alert(1)</script>", USERNAME_CHARS),
     ("robert'); DROP TABLE accounts_user; --", USERNAME_CHARS),
-    ("a" * 51, "Ensure this value has at most 50 characters (it has 51)."),
+    ("a" * 51, "A username can be at most 50 characters long."),
     ("\u00e5lice", USERNAME_CHARS),  # a letter, but not ASCII
     ("\uff41lice", USERNAME_CHARS),  # fullwidth "a"
     ("\U0001f600", USERNAME_CHARS),  # emoji

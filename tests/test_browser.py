@@ -3,9 +3,9 @@
 Skipped (with a note in the summary) when /usr/bin/chromium is missing, unless REQUIRE_BROWSER=1.
 """
 
-import os
+import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,84 +13,12 @@ import pytest
 from microblog.accounts.services import user_create
 from microblog.posts.models import CONTENT_MAX_LENGTH
 from microblog.posts.services import post_create
-from tests.conftest import PASSWORD
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-TIMEOUT_MS = 10_000
+from tests.conftest import PASSWORD, AxeWatch, feed_posts, flash, log_in
 
 pytestmark = pytest.mark.browser
 
-try:
-    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - the dev extra installs it
-    sync_playwright = None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator["Browser"]:
-    if not os.path.exists(CHROMIUM) or sync_playwright is None:
-        reason = f"Chromium not found at {CHROMIUM} (or the playwright package is missing)"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
-    # test itself (creating fixtures through the services) are still plain synchronous calls.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
-            expect.set_options(timeout=TIMEOUT_MS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def new_page(browser: "Browser", live_server: Any) -> Iterator[Callable[..., "Page"]]:
-    """Opens a page in a fresh browser context (its own cookies: one signed-in user each)."""
-    contexts: list[BrowserContext] = []
-
-    def make(**options: Any) -> "Page":
-        context = browser.new_context(base_url=live_server.url, **options)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-def flash(page: "Page") -> Any:
-    return page.locator(".flash")
-
-
-def log_in(page: "Page", username: str, password: str = PASSWORD) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(flash(page)).to_contain_text(f"Welcome back, {username}.")
-
-
-def feed_posts(page: "Page") -> Any:
-    return page.locator(".feed article.post")
+with contextlib.suppress(ImportError):  # the dev extra installs it; the fixture skips without
+    from playwright.sync_api import Browser, Page, expect
 
 
 def test_sign_up_post_follow_reply_delete_log_out_and_in(new_page: Callable[..., "Page"]) -> None:
@@ -396,3 +324,46 @@ def test_the_admin_works_under_the_policy(new_page: Callable[..., "Page"]) -> No
     assert violations == []
     assert errors == []
     assert_the_watch_works(page)
+
+
+def test_the_counter_says_how_far_over_and_sign_up_starts_in_the_username(
+    new_page: Callable[..., "Page"],
+) -> None:
+    user_create(username="alice", password=PASSWORD)
+    page = new_page()
+    page.goto("/signup")
+    expect(page.get_by_label("Username")).to_be_focused()
+
+    log_in(page, "alice")
+    box = page.get_by_label("What's happening?")
+    counter = page.locator("output.counter")
+    post = page.get_by_role("button", name="Post", exact=True)
+    box.fill("x" * (CONTENT_MAX_LENGTH + 1))
+    expect(counter).to_have_text("1 character over")
+    expect(post).to_be_disabled()
+    box.fill("x" * (CONTENT_MAX_LENGTH + 2))
+    expect(counter).to_have_text("2 characters over")
+    box.fill("x" * (CONTENT_MAX_LENGTH - 1))
+    expect(counter).to_have_text("1 character left")
+    expect(post).to_be_enabled()
+
+
+def test_the_accessibility_check_catches_a_violation(browser: "Browser", live_server: Any) -> None:
+    """A positive control for the axe-core check every browser test runs: a page with an image
+    without alt text and no language is reported, and a click on it is held until the scan."""
+    context = browser.new_context(base_url=live_server.url)
+    try:
+        watch = AxeWatch(context)
+        page = context.new_page()
+        bad = "<!doctype html><title>x</title><main><h1>x</h1><img src='/x.png'></main>"
+        page.route(
+            "**/axe-control", lambda route: route.fulfill(body=bad, content_type="text/html")
+        )
+        page.goto("/axe-control")
+        watch.finish_all()
+    finally:
+        context.close()
+    found = "\n".join(watch.violations)
+    assert "image-alt (critical)" in found
+    assert "html-has-lang (serious)" in found
+    assert watch.scanned == [f"{live_server.url}/axe-control"]

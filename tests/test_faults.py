@@ -46,13 +46,12 @@ from typing import IO, Any
 import psycopg
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, log_in
 from tests.jobs_helpers import worker_command
 from tests.stream_helpers import MICROBLOG, ROOT, free_port
-from tests.test_browser import TIMEOUT_MS, browser, log_in  # noqa: F401 (fixture)
 
 with contextlib.suppress(ImportError):  # the dev extra installs it; test_browser skips without
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import BrowserContext, expect
 
 pytestmark = pytest.mark.postgres_only
 
@@ -864,7 +863,7 @@ class Proxy:
 def test_a_killed_streaming_process_is_reconnected_to_and_caught_up(
     pg: PgServer,
     tmp_path: Path,
-    browser: "Browser",  # noqa: F811 (the fixture imported above)
+    browser_context: Callable[..., "BrowserContext"],
 ) -> None:
     url = pg.database("mb_stream")
     pages_port, stream_port = free_port(), free_port()
@@ -885,8 +884,7 @@ def test_a_killed_streaming_process_is_reconnected_to_and_caught_up(
         assert reader.follow("author").status == 302
         assert author.post("Before the crash").status == 302
 
-        context = browser.new_context(base_url=base)
-        context.set_default_timeout(TIMEOUT_MS)
+        context = browser_context(base)
         try:
             page = context.new_page()
             log_in(page, "reader")

@@ -84,9 +84,69 @@ def test_a_second_report_of_the_same_post_is_refused_with_a_message(
     client = client_for(bob)
     report_via_form(client, post)
     response = report_via_form(client, post, "hate")
-    assert "You have already reported this post." in text(client.get(response["Location"]))
+    assert "You have already reported this post." in text(response)
     assert Report.objects.count() == 1
     assert refreshed_post(post).open_reports == 1
+
+
+def test_the_report_page_of_a_post_already_reported_says_so_instead_of_the_form(
+    alice, bob, make_post, client_for
+):
+    post = make_post(alice)
+    client = client_for(bob)
+    report_via_form(client, post)
+    page = client.get(f"/posts/{post.id}/report", headers={"referer": "http://testserver/all"})
+    assert page.status_code == 200
+    assert "You have already reported this post." in text(page)
+    assert "Send report" not in text(page)
+    assert 'href="/all">Back</a>' in text(page)
+
+
+def test_the_report_that_hides_a_post_returns_the_reporter_where_they_were(
+    alice, bob, make_post, client_for, make_user
+):
+    """The form carries the page it was opened from; the reporter goes back there with the
+    thanks, not to the post's page, which the report just hid from them."""
+    post = make_post(alice, "the last straw")
+    for n in range(THRESHOLD - 1):
+        report_create(reporter=make_user(f"early{n}"), post_id=post.id, reason="spam")
+    client = client_for(bob)
+    form = client.get(f"/posts/{post.id}/report", headers={"referer": "http://testserver/all"})
+    assert '<input type="hidden" name="next" value="/all">' in text(form)
+
+    response = client.post(f"/posts/{post.id}/report", {"reason": "spam", "next": "/all"})
+
+    assert response.status_code == 302 and response["Location"] == "/all"
+    back = client.get("/all")
+    assert back.status_code == 200
+    assert "Thank you. The moderators will review this post." in text(back)
+    assert post.id not in shown_ids(back)
+
+
+def test_the_report_that_hides_a_post_opened_from_its_own_page_goes_home(
+    alice, bob, make_post, client_for, make_user
+):
+    post = make_post(alice, "the last straw")
+    for n in range(THRESHOLD - 1):
+        report_create(reporter=make_user(f"early{n}"), post_id=post.id, reason="spam")
+    client = client_for(bob)
+
+    response = client.post(
+        f"/posts/{post.id}/report", {"reason": "spam", "next": f"/posts/{post.id}"}
+    )
+
+    assert response.status_code == 302 and response["Location"] == "/"
+    home = client.get("/")
+    assert home.status_code == 200
+    assert "Thank you. The moderators will review this post." in text(home)
+
+
+def test_report_next_must_stay_on_the_site(alice, bob, make_post, client_for):
+    post = make_post(alice)
+    response = client_for(bob).post(
+        f"/posts/{post.id}/report", {"reason": "spam", "next": "https://evil.example/"}
+    )
+    assert response["Location"] == f"/posts/{post.id}"
 
 
 def refreshed_post(post: Post) -> Post:
@@ -223,13 +283,26 @@ def hidden_by_reports(post: Post, reporters: list[User]) -> Post:
 def test_the_queue_is_for_staff_only_and_its_actions_change_nothing_for_others(
     client, alice, bob, make_post, client_for, reporters
 ):
+    """Visitors are sent to our log-in page; signed-in users who are not staff get our 403
+    page, not the admin's log-in form."""
     post = hidden_by_reports(make_post(alice), reporters)
-    for who in (client, client_for(bob), client_for(alice)):
-        for path in ("/staff/moderation", "/staff/moderation/hidden", "/staff/moderation/log"):
+    restore = f"/staff/moderation/posts/{post.id}/restore"
+    paths = (
+        "/staff/moderation",
+        "/staff/moderation/hidden",
+        "/staff/moderation/log",
+        "/staff/jobs",
+    )
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 302 and response["Location"] == f"/login?next={path}"
+    assert client.post(restore)["Location"] == f"/login?next={restore}"
+    for who in (client_for(bob), client_for(alice)):
+        for path in paths:
             response = who.get(path)
-            assert response.status_code == 302 and "/admin/login/" in response["Location"]
-        response = who.post(f"/staff/moderation/posts/{post.id}/restore")
-        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+            assert response.status_code == 403, path
+            assert "Not allowed" in text(response) and "log in" not in text(response).lower()
+        assert who.post(restore).status_code == 403
     post.refresh_from_db()
     assert post.is_hidden and post.open_reports == THRESHOLD
     with pytest.raises(ServiceError):

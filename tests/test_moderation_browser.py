@@ -12,8 +12,7 @@ from microblog.accounts.services import user_create
 from microblog.follows.services import follow_create
 from microblog.moderation.services import report_create
 from microblog.posts.services import post_create
-from tests.conftest import PASSWORD
-from tests.test_browser import browser, feed_posts, flash, log_in, new_page  # noqa: F401
+from tests.conftest import PASSWORD, flash, log_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -31,7 +30,7 @@ def card(page: "Page", content: str):  # type: ignore[no-untyped-def]
 
 
 def test_report_hide_review_restore_block_and_mute(
-    new_page: Callable[..., "Page"],  # noqa: F811
+    new_page: Callable[..., "Page"],
     settings,  # type: ignore[no-untyped-def]
 ) -> None:
     settings.REPORTS_TO_HIDE = 3
@@ -56,7 +55,10 @@ def test_report_hide_review_restore_block_and_mute(
     reader.get_by_label("Spam or scam").check()
     reader.get_by_label("Anything the moderators should know?").fill("Same link <b>everywhere</b>")
     reader.get_by_role("button", name="Send report").click()
+    # Back on For You, where the report was made (the post's own page is now a 404 for Bob).
     expect(flash(reader)).to_contain_text("Thank you. The moderators will review this post.")
+    expect(reader.get_by_role("heading", name="For You")).to_be_attached()
+    assert reader.url.endswith("/"), reader.url
     reader.goto("/")
     expect(card(reader, "Carol posts all day")).to_be_visible()
     expect(card(reader, "A borderline post")).to_have_count(0)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from io import StringIO
@@ -539,3 +540,18 @@ def test_slow_queries_exits_non_zero_from_the_command_line(tmp_path):
     )
     assert result.returncode != 0
     assert "PostgreSQL-only" in result.stderr
+
+
+def test_health_reports_the_stream_served_on_the_same_port_by_microblog_serve(db, tmp_path):
+    """`make run` serves /events/ beside the pages: /health says the stream is there."""
+    from tests.stream_helpers import app_process, database_url, free_port, subprocess_env
+
+    with database_url(tmp_path) as url:
+        port = free_port()
+        command = ["serve", "--port", str(port), "--job-workers", "0"]
+        with (
+            app_process(command, subprocess_env(url), port) as base,
+            urllib.request.urlopen(base + "/health", timeout=10) as response,  # noqa: S310
+        ):
+            body = json.load(response)
+    assert body["checks"]["stream"] == {"configured": True, "ok": True, "same_port": True}

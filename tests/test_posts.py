@@ -344,8 +344,8 @@ def test_replies_stay_and_say_their_parent_was_deleted(
     assert "the deleted original" not in feed
 
     thread = text(client_for(carol).get(f"/posts/{reply.id}"))
-    assert "This conversation continues from a deleted post." in thread
-    assert "Replying to a deleted post" in thread
+    assert "This post was deleted." in thread  # its placeholder, above the reply
+    assert "the deleted original" not in thread
     assert "a reply that stays" in thread
 
 
@@ -413,3 +413,90 @@ def test_reltime_counts_from_the_current_time_by_default():
 )
 def test_initials_for_avatars(username, shown):
     assert initials(username) == shown
+
+
+# --- links in posts -------------------------------------------------------------------------
+
+
+def post_html(client, post) -> str:
+    """The raw HTML of the post's text paragraph on its own page."""
+    page = client.get(f"/posts/{post.id}").content.decode()
+    found = re.search(rf'id="post-{post.id}">.*?<p class="post-content">(.*?)</p>', page, re.S)
+    assert found, page
+    return found.group(1)
+
+
+def test_http_and_https_addresses_become_shortened_nofollow_links(client, alice, make_post):
+    long_path = "/a-rather-long-path/that-goes/on-and-on?page=2&sort=new"
+    post = make_post(alice, f"Read https://example.org{long_path}. And (http://example.com/x)!")
+
+    body = post_html(client, post)
+
+    full = f"https://example.org{long_path}".replace("&", "&amp;")
+    assert (
+        f'Read <a href="{full}" title="{full}" rel="nofollow noopener ugc">'
+        "example.org/a-rather-long-pat\u2026</a>. And "
+        '(<a href="http://example.com/x" title="http://example.com/x" '
+        'rel="nofollow noopener ugc">example.com/x</a>)!'
+    ) == body
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "javascript:alert(1)",
+        "JavaScript://%0aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "xhttp://example.org",
+        "see ftp://example.org",
+        "http://",
+        'http://example.org/"onmouseover="alert(1)',
+        "https://example.org/<script>alert(1)</script>",
+        "https://exa<b>mple.org/",
+        "http://'><img src=x onerror=alert(1)>",
+    ],
+)
+def test_links_never_carry_markup_or_another_scheme(client, alice, make_post, content):
+    post = make_post(alice, content)
+    body = post_html(client, post)
+    # Whatever was linked, the text reads exactly as typed...
+    assert html.unescape(re.sub(r"<[^>]+>", "", body)).replace("\u2026", "") in content
+    # ...every tag is one of our links, and every link an http(s) address with no quote in it.
+    assert re.sub(
+        r'<a href="https?://[^"<>]*" title="[^"<>]*" rel="nofollow noopener ugc">', "", body
+    ).count("<") == body.count("</a>")
+    for href in re.findall(r'href="([^"]*)"', body):
+        assert href.lower().startswith(("http://", "https://")), href
+        assert "<" not in html.unescape(href) or "&lt;" not in href
+    assert "<script" not in body and "<img" not in body and "<b>" not in body
+
+
+def test_a_post_without_an_address_has_no_link(client, alice, make_post):
+    post = make_post(alice, "no links <a href=x>here</a>")
+    assert post_html(client, post) == "no links &lt;a href=x&gt;here&lt;/a&gt;"
+
+
+# --- 404 pages in development -------------------------------------------------------------
+
+
+def test_a_deleted_or_hidden_post_shows_our_404_page_under_debug_too(
+    client, alice, bob, make_post, settings, client_for
+):
+    """`make run` sets DEBUG=1: an expected 404 is our page, not Django's technical one that
+    lists every URL pattern."""
+    from microblog.moderation.services import review
+
+    staff = refreshed(alice)
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    hidden = make_post(bob, "hidden")
+    review(staff=staff, post_id=hidden.id, action="hide")
+    gone = make_post(bob, "gone")
+    post_delete(post=gone, actor=bob)
+    settings.DEBUG = True
+    for path in (f"/posts/{gone.id}", f"/posts/{hidden.id}", "/@nobody"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        page = response.content.decode()
+        assert "That page does not exist, or it was deleted." in page, path
+        assert "URLconf" not in page and "Using the URLconf" not in page, path

@@ -268,8 +268,8 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         ALLOWED_HOSTS="microblog.example.org",
         DATA_DIR=str(tmp_path),
         LOG_LEVEL="WARNING",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -444,3 +444,18 @@ def test_authenticate_directly_costs_the_same_too(
             counted_hashing, lambda u=username: authenticate(username=u, password="wrong-one")
         )
         assert sum(work.values()) == 1, (username, work)
+
+
+def test_development_gets_rate_limits_for_one_person_and_production_keeps_the_strict_ones(
+    tmp_path: Path,
+) -> None:
+    """Under `make run` (DEBUG=1) every tab comes from 127.0.0.1: 3 sign-ups an hour and 10
+    posts a minute would bite at once. Production keeps the strict defaults."""
+    code = "print(json.dumps(settings.RATELIMIT_RULES))"
+    production = run_settings_json(tmp_path, code)
+    assert production["signups"] == "3/1h" and production["posts"] == "10/1m"
+    development = run_settings_json(tmp_path, code, DEBUG="1")
+    assert development["signups"] == "50/1h" and development["posts"] == "60/1m"
+    assert development["requests"] == "3000/5m"
+    overridden = run_settings_json(tmp_path, code, DEBUG="1", RATELIMIT_SIGNUPS="2/1h")
+    assert overridden["signups"] == "2/1h"

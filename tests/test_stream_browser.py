@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import log_in
 from tests.stream_helpers import Driver, app_process, database_url, free_port, subprocess_env
-from tests.test_browser import TIMEOUT_MS, browser, log_in  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
 with contextlib.suppress(ImportError):  # the dev extra installs it; test_browser skips without
-    from playwright.sync_api import Browser, BrowserContext, Page, expect
+    from playwright.sync_api import BrowserContext, Page, expect
 
 
 @pytest.fixture
@@ -40,20 +40,12 @@ def served(db: None, tmp_path: Path) -> Iterator[tuple[str, Driver]]:
 
 @pytest.fixture
 def open_page(
-    browser: "Browser",  # noqa: F811 (the fixture imported above)
-    served: tuple[str, Driver],
-) -> Iterator[Callable[..., "Page"]]:
-    contexts: list[BrowserContext] = []
-
+    browser_context: Callable[..., "BrowserContext"], served: tuple[str, Driver]
+) -> Callable[..., "Page"]:
     def make(**options: Any) -> "Page":
-        context = browser.new_context(base_url=served[0], **options)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        return context.new_page()
+        return browser_context(served[0], **options).new_page()
 
-    yield make
-    for context in contexts:
-        context.close()
+    return make
 
 
 def test_a_followed_users_post_is_announced_live(

@@ -237,9 +237,7 @@ def test_nested_children_are_shown_oldest_first(client, alice, bob, make_post):
     assert shown_ids(response) == [post.id, a.id, a1.id, a2.id, b.id, b1.id, b2.id]
 
 
-def test_reply_to_a_deleted_post_says_the_conversation_continues_from_it(
-    client, alice, bob, make_post
-):
+def test_reply_to_a_deleted_post_shows_a_placeholder_for_it(client, alice, bob, make_post):
     root = make_post(alice, "gone root")
     reply = make_post(bob, "still here", parent=root)
     post_delete(post=root, actor=alice)
@@ -247,37 +245,123 @@ def test_reply_to_a_deleted_post_says_the_conversation_continues_from_it(
     response = client.get(f"/posts/{reply.id}")
 
     assert response.status_code == 200
-    page = text(response)
-    assert "This conversation continues from a deleted post." in page
-    assert "Replying to a deleted post" in page
-    assert "gone root" not in page
-    assert shown_ids(response) == [reply.id]
+    assert "gone root" not in text(response)
+    assert shown_ids(response) == [root.id, reply.id]
+    assert card(response, root) == "? This post was deleted. 1 reply"  # "?": the avatar
 
 
-def test_a_deleted_post_higher_up_cuts_the_ancestors_there(client, alice, bob, make_post):
+def test_a_post_removed_before_placeholders_existed_cuts_the_ancestors_there(
+    client, alice, bob, make_post
+):
+    """Posts deleted with their replies by earlier versions left no placeholder."""
+    from microblog.posts.models import Post
+
     root = make_post(alice, "gone root")
     middle = make_post(bob, "middle", parent=root)
     leaf = make_post(alice, "leaf", parent=middle)
-    post_delete(post=root, actor=alice)
+    Post.objects.filter(id=root.id).delete()
 
     response = client.get(f"/posts/{leaf.id}")
 
     assert shown_ids(response) == [middle.id, leaf.id]
     assert "This conversation continues from a deleted post." in text(response)
+    assert "Replying to a deleted post" in words(client.get(f"/posts/{middle.id}"))
 
 
-def test_a_deleted_reply_disappears_from_the_thread_and_its_replies_stay_reachable(
+def card(response, post) -> str:
+    """The visible text of one post card."""
+    found = re.search(rf'<article[^>]* id="post-{post.id}">(.*?)</article>', text(response), re.S)
+    assert found, f"no card for post {post.id}"
+    return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split())
+
+
+def test_a_deleted_reply_in_the_middle_of_a_thread_leaves_a_placeholder_with_its_replies(
     client, alice, bob, make_post
 ):
-    post = make_post(alice, "the top")
-    middle = make_post(bob, "middle", parent=post)
-    orphan = make_post(alice, "orphan", parent=middle)
-    post_delete(post=middle, actor=bob)
+    """root -> r1 -> ... -> r7; r3 is deleted: r2 still has 1 reply, r3 stands as a placeholder
+    with r4 and r5 nested under it, and r5 links to the rest."""
+    root = make_post(alice, "the root")
+    replies = chain(make_post, bob, root, 7, "r")
+    r2, r3, r4, r5 = replies[1], replies[2], replies[3], replies[4]
+    post_delete(post=r3, actor=bob)
 
-    response = client.get(f"/posts/{post.id}")
-    assert shown_ids(response) == [post.id]
-    assert "0 replies" in text(response)
-    assert client.get(f"/posts/{orphan.id}").status_code == 200
+    response = client.get(f"/posts/{root.id}")
+
+    assert response.status_code == 200
+    assert shown_ids(response) == [root.id, *(p.id for p in replies[:5])]
+    assert "1 reply" in card(response, r2)
+    assert card(response, r3) == "? This post was deleted. 1 reply"
+    assert "r 3" not in words(response)
+    page = text(response)
+    # r4 is nested inside the placeholder's list item, r5 inside r4's.
+    placeholder_item = page[page.index(f'id="post-{r3.id}"') :]
+    assert placeholder_item.index(f'id="post-{r4.id}"') < placeholder_item.index("</li>")
+    assert f'<a class="view-more" href="/posts/{r5.id}">View 1 more reply</a>' in page
+
+    placeholder_page = client.get(f"/posts/{r3.id}")
+    assert placeholder_page.status_code == 200
+    assert shown_ids(placeholder_page) == [root.id, *(p.id for p in replies)]
+    assert "This post was deleted." in card(client.get(f"/posts/{r4.id}"), r3)
+
+
+def test_a_placeholder_goes_with_its_last_reply(client, alice, bob, make_post):
+    root = make_post(alice, "the root")
+    middle = make_post(bob, "middle", parent=root)
+    leaf = make_post(alice, "leaf", parent=middle)
+    post_delete(post=middle, actor=bob)
+    post_delete(post=leaf, actor=alice)
+
+    response = client.get(f"/posts/{root.id}")
+    assert shown_ids(response) == [root.id]
+    assert "0 replies" in card(response, root)
+    assert client.get(f"/posts/{middle.id}").status_code == 404
+
+
+def test_a_deleted_top_level_post_with_replies_is_a_placeholder_not_on_the_public_timeline(
+    alice, bob, make_post, client_for
+):
+    root = make_post(alice, "the root")
+    reply = make_post(bob, "a reply", parent=root)
+    post_delete(post=root, actor=alice)
+
+    assert root.id not in shown_ids(client_for(bob).get("/all"))
+    response = client_for(bob).get(f"/posts/{root.id}")
+    assert shown_ids(response) == [root.id, reply.id]
+    assert "This post was deleted: you can reply to its replies." in words(response)
+    refused = client_for(bob).post("/posts", {"content": "hi", "parent_id": str(root.id)})
+    assert refused.status_code == 400
+    assert "no longer exists" in words(refused)
+    assert client_for(bob).get(f"/posts/{root.id}/report").status_code == 404
+
+
+def test_reply_counts_and_view_more_links_count_only_replies_the_reader_can_open(
+    client, alice, bob, make_user, make_post, client_for
+):
+    """A reply hidden by the moderators or by an account the reader blocks is not counted."""
+    from microblog.moderation.services import block_create, review
+
+    carol = make_user("carol")
+    staff = make_user("moderator", is_staff=True)
+    root = make_post(alice, "the root")
+    busy = make_post(bob, "busy", parent=root)
+    for n in range(1, 5):
+        make_post(alice, f"child {n}", parent=busy)
+    make_post(carol, "by carol", parent=busy)
+    hidden = make_post(alice, "hidden one", parent=busy)
+    review(staff=staff, post_id=hidden.id, action="hide")
+    block_create(blocker=bob, blocked=carol)
+
+    # A visitor: 5 replies they can open (carol's included), 3 shown.
+    visitor = client.get(f"/posts/{root.id}")
+    assert "5 replies" in card(visitor, busy)
+    assert "View 2 more replies" in words(visitor)
+    # bob blocks carol: 4 replies, 3 shown.
+    as_bob = client_for(bob).get(f"/posts/{root.id}")
+    assert "4 replies" in card(as_bob, busy)
+    assert "View 1 more reply" in words(as_bob)
+    assert "4 replies" in card(client_for(bob).get(f"/posts/{busy.id}"), busy)
+    # Staff see the hidden one too.
+    assert "6 replies" in card(client_for(staff).get(f"/posts/{root.id}"), busy)
 
 
 def test_posts_by_a_deleted_account_show_as_deleted_user(client, make_user, make_post):

@@ -201,7 +201,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "microblog.accounts.passwords.UsernameSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -361,21 +361,39 @@ LAST_SEEN_UPDATE_SECONDS = env_int("LAST_SEEN_UPDATE_SECONDS", 300)
 # overridden by its environment variable, e.g. RATELIMIT_POSTS=20/1m. RATELIMIT_ENABLED=0 turns
 # every limit off (load tests, local tools).
 RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
-RATELIMIT_RULES = {
+# Production defaults: strict, per client address.
+RATELIMIT_PRODUCTION_RULES = {
     # every request, per client IP
-    "requests": os.environ.get("RATELIMIT_REQUESTS", "300/5m"),
+    "requests": "300/5m",
     # posts and replies (POST /posts), per user
-    "posts": os.environ.get("RATELIMIT_POSTS", "10/1m"),
+    "posts": "10/1m",
     # follows and unfollows, per user
-    "follows": os.environ.get("RATELIMIT_FOLLOWS", "50/1h"),
+    "follows": "50/1h",
     # feed pages (/, /following, /all, profiles), per user, per IP when signed out
-    "feeds": os.environ.get("RATELIMIT_FEEDS", "100/1m"),
+    "feeds": "100/1m",
     # failed log-ins, per IP and per username; a throttled log-in is refused unchecked
-    "login_failures": os.environ.get("RATELIMIT_LOGIN_FAILURES", "5/5m"),
+    "login_failures": "5/5m",
     # accounts created (POST /signup), per IP
-    "signups": os.environ.get("RATELIMIT_SIGNUPS", "3/1h"),
+    "signups": "3/1h",
     # reports of posts, per user (moderation)
-    "reports": os.environ.get("RATELIMIT_REPORTS", "10/1h"),
+    "reports": "10/1h",
+}
+# Development (DEBUG=1, as `make run` sets): one person trying the site from one address, where
+# every browser tab is 127.0.0.1, with several accounts; still limits, so they can be tried.
+RATELIMIT_DEVELOPMENT_RULES = {
+    "requests": "3000/5m",
+    "posts": "60/1m",
+    "follows": "500/1h",
+    "feeds": "1000/1m",
+    "login_failures": "20/5m",
+    "signups": "50/1h",
+    "reports": "100/1h",
+}
+RATELIMIT_RULES = {
+    name: os.environ.get(f"RATELIMIT_{name.upper()}", default)
+    for name, default in (
+        RATELIMIT_DEVELOPMENT_RULES if DEBUG else RATELIMIT_PRODUCTION_RULES
+    ).items()
 }
 # A browser that logged in to an account before keeps a signed cookie naming it for this long
 # (seconds); it lets that browser past the account's per-username log-in lock (core.ratelimit).

@@ -11,10 +11,13 @@ from microblog.core.text import clean_text
 
 
 class SignUpForm(forms.Form):
+    # No max_length here: it would become a maxlength attribute, and the browser would cut a
+    # longer name silently; username_clean refuses it with a message instead.
     username = forms.CharField(
-        max_length=USERNAME_MAX_LENGTH,
-        help_text="Up to 50 letters, digits or underscores.",
-        widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none"}),
+        help_text=f"Up to {USERNAME_MAX_LENGTH} letters, digits or underscores.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "username", "autocapitalize": "none", "autofocus": True}
+        ),
     )
     password = forms.CharField(
         strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})

@@ -3,7 +3,6 @@
 from uuid import UUID
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count, Min, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,6 +10,8 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_tasks_db.models import DBTaskResult, get_date_max
+
+from microblog.core.http import staff_required
 
 FAILED_SHOWN = 50
 
@@ -39,7 +40,7 @@ def queue_stats() -> dict[str, object]:
     }
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def jobs(request: HttpRequest) -> HttpResponse:
     failed = DBTaskResult.objects.filter(status=TaskResultStatus.FAILED).order_by("-finished_at")[
@@ -49,7 +50,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
     return render(request, "core/jobs.html", context)
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def retry(request: HttpRequest, job_id: UUID) -> HttpResponse:
     """Enqueues a failed job again with the same arguments, as a fresh first attempt."""

@@ -1,4 +1,10 @@
-from django.http import HttpRequest
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 
@@ -16,3 +22,16 @@ def safe_next(request: HttpRequest, fallback: str = "/") -> str:
     ):
         return target
     return fallback
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff pages: visitors go to our log-in page, signed-in users who are not staff get our
+    403 page (Django's staff_member_required would send both to the admin's log-in)."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff can open this page.")
+        return view(request, *args, **kwargs)
+
+    return login_required(guarded)

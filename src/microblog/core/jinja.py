@@ -1,8 +1,10 @@
 """The Jinja2 environment for the app's pages: URL and static helpers, times, avatars."""
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.messages import get_messages
 from django.core.signals import setting_changed
@@ -14,6 +16,7 @@ from django.utils.csp import CONTEXT_KEY as CSP_CONTEXT_KEY
 from django.utils.html import format_html
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup, escape
 
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:
@@ -102,6 +105,60 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{count:,} {word}"
 
 
+# http(s) addresses in a post, starting at a word boundary (so "xhttp://" is not one). Only these
+# two schemes ever become links: nothing else (javascript:, data:) can reach an href.
+URL_IN_TEXT = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
+# Punctuation that ends a sentence rather than the address ("see https://example.org.").
+URL_TRAILING = ".,;:!?*'\""
+OPENING_BRACKET = {")": "(", "]": "[", "}": "{"}
+LINK_SHOWN_LENGTH = 30
+
+
+def _url_end(url: str) -> str:
+    """The address without the sentence's punctuation after it, and without a closing bracket
+    that closes a bracket opened before it, e.g. "(see https://example.org)"."""
+    while url:
+        last = url[-1]
+        opening = OPENING_BRACKET.get(last)
+        if last in URL_TRAILING or (opening and url.count(last) > url.count(opening)):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+def shortened(url: str) -> str:
+    """The address as shown: without its scheme, and cut to LINK_SHOWN_LENGTH characters."""
+    shown = url.split("://", 1)[1]
+    if len(shown) > LINK_SHOWN_LENGTH:
+        shown = shown[: LINK_SHOWN_LENGTH - 1] + "\u2026"
+    return shown
+
+
+def linkify(text: str) -> Markup:
+    """The post's text, escaped, with its http(s) addresses as links (rel="nofollow noopener
+    ugc": no endorsement for search engines, no window.opener for the target) shown shortened;
+    the full address is the link's title."""
+    if "://" not in text:
+        return escape(text)
+    parts: list[str] = []
+    last = 0
+    for match in URL_IN_TEXT.finditer(text):
+        url = _url_end(match.group(0))
+        if not urlsplit(url).hostname:
+            continue
+        start, end = match.start(), match.start() + len(url)
+        parts.append(escape(text[last:start]))
+        parts.append(
+            Markup('<a href="{0}" title="{0}" rel="nofollow noopener ugc">{1}</a>').format(
+                url, shortened(url)
+            )
+        )
+        last = end
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
+
+
 @pass_context
 def csp_nonce_attr(context: Context) -> str:
     """` nonce="..."` with this request's CSP nonce (the `csp` context processor puts it in the
@@ -130,6 +187,7 @@ def environment(**options: Any) -> Environment:
             "initials": initials,
             "avatar_hue": avatar_hue,
             "plural": plural,
+            "linkify": linkify,
         }
     )
     return env

@@ -1,10 +1,10 @@
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils.cache import patch_cache_control
 
-from microblog.core.views import method_not_allowed, payload_too_large
+from microblog.core.views import method_not_allowed, page_not_found, payload_too_large
 
 # Requests that carry no body: what they announce is refused unread.
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -57,7 +57,10 @@ class PrivatePagesMiddleware:
 
 
 class ErrorPageMiddleware:
-    """Gives Django's bare 405 responses (from require_POST and friends) a page that explains."""
+    """Gives Django's bare 405 responses (from require_POST and friends) a page that explains,
+    and answers a view's 404 (a deleted or hidden post, an unknown account) with our 404 page
+    under DEBUG too: Django's technical 404 would list every URL pattern. Addresses that match
+    no pattern keep the technical page in development, where it helps."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -67,3 +70,8 @@ class ErrorPageMiddleware:
         if isinstance(response, HttpResponseNotAllowed):
             return method_not_allowed(request, response["Allow"])
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, Http404):
+            return page_not_found(request, exception)
+        return None

@@ -92,6 +92,11 @@ def replyable_by(author: User) -> Q:
     return Q() if author.is_staff else Q(is_hidden=False) | Q(author_id=author.id)
 
 
+def has_reported(*, reporter_id: int, post_id: int) -> bool:
+    """Whether the user has reported this post already (one report per user and post)."""
+    return Report.objects.filter(reporter_id=reporter_id, post_id=post_id).exists()
+
+
 def block_between(user_id: int, other_id: int) -> Literal["blocking", "blocked_by"] | None:
     """Whether `user_id` blocks `other_id` ("blocking") or is blocked by them ("blocked_by")."""
     pair = Block.objects.filter(

@@ -41,7 +41,7 @@ def _locked_post(post_id: int) -> Post:
     post = (
         Post.objects.select_for_update(no_key=True, of=("self",))
         .select_related("author")
-        .filter(id=post_id)
+        .filter(id=post_id, is_deleted=False)
         .first()
     )
     if post is None:

@@ -1,9 +1,9 @@
 """Reporting posts, blocking and muting accounts, and the staff review queue."""
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -13,7 +13,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from microblog.accounts.models import User
 from microblog.core import ratelimit
 from microblog.core.errors import ServiceError
-from microblog.core.http import safe_next
+from microblog.core.http import safe_next, staff_required
+from microblog.core.jinja import post_path
 from microblog.core.pagination import parse_cursor
 from microblog.moderation import selectors, services
 from microblog.moderation.forms import ReportForm
@@ -24,18 +25,37 @@ from microblog.posts.models import Post
 
 def _reportable_post(request: HttpRequest, post_id: int) -> Post:
     post = post_selectors.post_for_display(post_id)
-    if post is None or not selectors.can_see(request.user, post):
+    if post is None or post.is_deleted or not selectors.can_see(request.user, post):
         raise Http404("No such post")
     return post
+
+
+def _return_to(request: HttpRequest, post: Post) -> str:
+    """Where the reporter goes back to: the page they opened the report form from (`next`,
+    carried by the form, or the Referer on the first visit), if on this site; else the post."""
+    fallback = post_path(post.id)
+    if "next" in request.POST or "next" in request.GET:
+        return safe_next(request, fallback)
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc == request.get_host() and referer.path:
+        came_from = referer.path + (f"?{referer.query}" if referer.query else "")
+        if came_from != request.path:
+            return came_from
+    return fallback
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def report(request: HttpRequest, post_id: int) -> HttpResponse:
+    reporter: User = request.user  # type: ignore[assignment]  # login_required
     post = _reportable_post(request, post_id)
-    if post.author_id == request.user.id:
+    back = _return_to(request, post)
+    if post.author_id == reporter.id:
         messages.error(request, "You can't report your own post.")
         return redirect("post_detail", post_id=post.id)
+    context: dict[str, object] = {"post": post, "back": back}
+    if selectors.has_reported(reporter_id=reporter.id, post_id=post.id):
+        return render(request, "moderation/report.html", {**context, "already_reported": True})
     form = ReportForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -45,22 +65,24 @@ def report(request: HttpRequest, post_id: int) -> HttpResponse:
             page = render(request, "moderation/report.html", {"post": post, "form": form})
             return ratelimit.throttled_form(page, refusal.decision)
         try:
-            services.report_create(
-                reporter=request.user,  # type: ignore[arg-type]
+            made = services.report_create(
+                reporter=reporter,
                 post_id=post.id,
                 reason=form.cleaned_data["reason"],
                 text=form.cleaned_data["text"],
             )
         except ServiceError as error:
             messages.error(request, error.message)
-            return redirect("post_detail", post_id=post.id)
+            return redirect(back)
         except ValidationError as error:
             form.add_error(None, error)
         else:
             messages.success(request, "Thank you. The moderators will review this post.")
-            return redirect("post_detail", post_id=post.id)
+            if not selectors.can_see(request.user, made.post) and back == post_path(post.id):
+                back = "/"  # the report hid the post: its page would be a 404
+            return redirect(back)
     status = 400 if form.is_bound else 200
-    return render(request, "moderation/report.html", {"post": post, "form": form}, status=status)
+    return render(request, "moderation/report.html", {**context, "form": form}, status=status)
 
 
 def _account(username: str) -> User:
@@ -128,7 +150,7 @@ def unmute(request: HttpRequest, username: str) -> HttpResponse:
     )
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def queue(request: HttpRequest) -> HttpResponse:
     context = {
@@ -139,14 +161,14 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(request, "moderation/queue.html", context)
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def hidden(request: HttpRequest) -> HttpResponse:
     page = selectors.hidden_posts(parse_cursor(request.GET.get("cursor")))
     return render(request, "moderation/hidden.html", {"page": page, "tab": "hidden"})
 
 
-@staff_member_required
+@staff_required
 @require_safe
 def log(request: HttpRequest) -> HttpResponse:
     page = selectors.audit_log(parse_cursor(request.GET.get("cursor")))
@@ -160,7 +182,7 @@ REVIEW_DONE = {
 }
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def review(request: HttpRequest, post_id: int, action: str) -> HttpResponse:
     if action not in REVIEW_DONE:

@@ -36,6 +36,9 @@ class Post(models.Model):
     # loaders (the seeder's COPY) need not name these columns.
     is_hidden = models.BooleanField(default=False, db_default=False)
     open_reports = models.PositiveIntegerField(default=0, db_default=0)
+    # A deleted post that still has replies stays as a placeholder (no author, no text), so its
+    # replies keep their place in the thread; it goes when its last reply goes (post_delete).
+    is_deleted = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [
@@ -72,3 +75,9 @@ class Post(models.Model):
     @property
     def is_reply(self) -> bool:
         return self.parent_id is not None
+
+    @property
+    def reply_count(self) -> int:
+        """The replies a reader can open: counted for them when the query that loaded the post
+        annotated `visible_replies` (posts.selectors), else the stored counter."""
+        return getattr(self, "visible_replies", self.replies_count)

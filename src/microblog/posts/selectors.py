@@ -3,9 +3,10 @@
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models.functions import Coalesce, RowNumber
 
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
@@ -34,7 +35,7 @@ class ReplyNode:
     @property
     def hidden_replies(self) -> int:
         """Replies not shown under this node (they are on the post's own page)."""
-        return max(0, self.post.replies_count - len(self.children))
+        return max(0, self.post.reply_count - len(self.children))
 
 
 @dataclass(slots=True)
@@ -68,27 +69,51 @@ def _annotate_blocks(posts: QuerySet[Post], viewer_id: int) -> QuerySet[Post]:
     )
 
 
+def with_reply_counts(posts: QuerySet[Post], visible: Q) -> QuerySet[Post]:
+    """Annotates `visible_replies` (read through Post.reply_count): the post's replies that
+    `visible`, the reader's on_pages() filter, lets them open. A subquery on the (parent_id, id)
+    index, so the page costs no extra query."""
+    replies = (
+        Post.objects.filter(visible, parent_id=OuterRef("id"))
+        .order_by()
+        .values("parent_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return posts.annotate(visible_replies=Coalesce(Subquery(replies), 0))
+
+
 def post_for_display(post_id: int, viewer: Viewer | None = None) -> Post | None:
-    """One post with its author and parent; with a viewer, also whether a block stands between
-    them (`author_blocked`, `author_blocks_viewer`). Compiled once per process (core.sqlcache):
-    every thread page starts here."""
+    """One post with its author and parent, and the replies `viewer` can open; with a signed-in
+    viewer, also whether a block stands between them (`author_blocked`, `author_blocks_viewer`).
+    Compiled once per process and kind of viewer (core.sqlcache): every thread page starts here."""
     if not 0 < post_id <= MAX_ID:
         return None  # no such post (and a compiled query would pass the value to the database)
-    if viewer is None or not viewer.is_authenticated:
-        found = sqlcache.fetch("posts.post", _post, post_id)
-    else:
-        found = sqlcache.fetch("posts.post_for_viewer", _post_for_viewer, post_id, viewer.id)
+    if viewer is None:
+        viewer = AnonymousUser()
+    build, viewer_args = by_viewer_kind(
+        viewer, visitors=_post, users=_post_for_user, staff=_post_for_staff
+    )
+    found = sqlcache.fetch(f"posts.{build.__name__}", build, post_id, *viewer_args)
     return found[0] if found else None
 
 
+def _one_post(post_id: int) -> QuerySet[Post]:
+    return Post.objects.select_related("author", "parent__author").filter(id=post_id)
+
+
 def _post(post_id: int) -> QuerySet[Post]:
-    return Post.objects.select_related("author", "parent__author").filter(id=post_id)[:1]
+    return with_reply_counts(_one_post(post_id), on_pages_for(None))[:1]
 
 
-def _post_for_viewer(post_id: int, viewer_id: int) -> QuerySet[Post]:
-    return _annotate_blocks(
-        Post.objects.select_related("author", "parent__author").filter(id=post_id), viewer_id
-    )[:1]
+def _post_for_user(post_id: int, viewer_id: int) -> QuerySet[Post]:
+    posts = with_reply_counts(_one_post(post_id), on_pages_for(viewer_id))
+    return _annotate_blocks(posts, viewer_id)[:1]
+
+
+def _post_for_staff(post_id: int, viewer_id: int) -> QuerySet[Post]:
+    posts = with_reply_counts(_one_post(post_id), on_pages_for(viewer_id, staff=True))
+    return _annotate_blocks(posts, viewer_id)[:1]
 
 
 def withheld_reason(post: Post, viewer: Viewer) -> str | None:
@@ -124,7 +149,7 @@ def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], boo
         return [], True
     loaded = Post.objects.select_related("author")
     if viewer is not None:
-        loaded = _with_blocks(loaded, viewer)
+        loaded = with_reply_counts(_with_blocks(loaded, viewer), on_pages(viewer))
     by_id = loaded.in_bulk([row[0] for row in chain])
     top_parent_id = chain[0][1]
     return [by_id[row[0]] for row in chain if row[0] in by_id], top_parent_id is not None
@@ -132,6 +157,7 @@ def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], boo
 
 def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post]:
     replies = Post.objects.select_related("author").filter(visible, parent_id=post_id)
+    replies = with_reply_counts(replies, visible)
     return replies.filter(id__gt=after).order_by("id")[: settings.PAGE_SIZE + 1]
 
 
@@ -153,11 +179,13 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     The first level is cursor-paginated; each deeper level shows the first few replies of each
     node, loaded for the whole level in one query (a window function), so the page costs a fixed
     number of queries whatever the shape of the thread. Replies the viewer may not see (hidden,
-    or by an account they block) are left out at every level.
+    or by an account they block) are left out at every level, and from every count of replies;
+    a deleted post that has replies stands as a placeholder with its replies under it.
     """
     parents, cut = ancestors(post, viewer)
     size = settings.PAGE_SIZE
-    visible = Post.objects.select_related("author").filter(on_pages(viewer))
+    rule = on_pages(viewer)
+    visible = with_reply_counts(Post.objects.select_related("author").filter(rule), rule)
     # The first level through core.sqlcache: one compiled shape per kind of viewer.
     after = cursor if cursor is not None else 0
     build, viewer_args = by_viewer_kind(
@@ -170,7 +198,7 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
 
     level = nodes
     for depth in range(2, settings.THREAD_MAX_DEPTH + 1):
-        parent_ids = [n.post.id for n in level if n.post.replies_count > 0]
+        parent_ids = [n.post.id for n in level if n.post.reply_count > 0]
         if not parent_ids:
             break
         children = (

@@ -9,12 +9,14 @@ from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
+from microblog.moderation.models import Report
 from microblog.moderation.selectors import blocks_replies, replyable_by
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
 from microblog.stream import events
 from microblog.timelines import fanout
 
 PARENT_MISSING = "The post you are replying to no longer exists."
+REPLY_TO_DELETED = "This post was deleted: you can reply to its replies."
 REPLY_BLOCKED = "You can't reply to this post: its author has blocked you."
 
 
@@ -32,10 +34,10 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         # holds user rows until its feed entries' foreign keys to posts are checked at commit,
         # so a post service locking a post before its author could deadlock with it.
         User.objects.filter(id=author.id).update(posts_count=F("posts_count") + 1)
-        # The UPDATE both checks that the parent exists (and that the author may see it) and
-        # locks it against a concurrent delete or hide until this reply commits.
+        # The UPDATE both checks that the parent exists, is not deleted and may be seen by the
+        # author, and locks it against a concurrent delete or hide until this reply commits.
         if parent_id is not None and not Post.objects.filter(
-            replyable_by(author), id=parent_id
+            replyable_by(author), id=parent_id, is_deleted=False
         ).update(replies_count=F("replies_count") + 1):
             raise ValidationError(PARENT_MISSING, code="parent_missing")
         if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):
@@ -74,23 +76,51 @@ def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
 
 
 def post_delete(*, post: Post, actor: User) -> None:
-    """Deletes a post, by its author or by staff. Replies stay and show that their parent was
-    deleted; the post leaves every feed in the same transaction."""
+    """Deletes a post, by its author or by staff; it leaves every feed in the same transaction.
+
+    A post with replies stays as a placeholder without author or text, so its replies keep their
+    place in the thread (and a reader can still open them from it); a placeholder goes when its
+    last reply goes. A post without replies is removed, and its parent counts one reply less."""
     if post.author_id != actor.id and not actor.is_staff:
         raise PermissionDenied("You can only delete your own posts.")
     with transaction.atomic():
         if post.author_id is not None:
             # The author's row before the post (the lock order of post_create).
             list(User.objects.select_for_update(no_key=True).filter(id=post.author_id).values("id"))
-        # Waits for any fan-out copying this post (it key-share locks it), so the next line
-        # removes those copies too.
-        deleted, _ = Post.objects.filter(id=post.id).delete()
-        if not deleted:
+        # FOR UPDATE, not NO KEY: waits for any fan-out copying this post (it key-share locks
+        # it), so remove_post below removes those copies too, and for a reply being written to
+        # it (post_create updates its count), so the count read here is final.
+        replies = (
+            Post.objects.select_for_update(of=("self",))
+            .filter(id=post.id, is_deleted=False)
+            .values_list("replies_count", flat=True)
+            .first()
+        )
+        if replies is None:
             return
+        if replies:
+            Post.objects.filter(id=post.id).update(
+                is_deleted=True, author=None, content="", is_hidden=False, open_reports=0
+            )
+            # What a removal would have cascaded to (the audit log keeps its own copy).
+            Report.objects.filter(post_id=post.id).delete()
+        else:
+            Post.objects.filter(id=post.id).delete()
+            _reply_removed(post.parent_id)
         fanout.remove_post(post.id)
-        if post.parent_id is not None:
-            Post.objects.filter(id=post.parent_id).update(replies_count=F("replies_count") - 1)
-            # Open pages showing the parent get its lower count (stream/app.py).
-            events.publish_replies_changed_after_commit(post_id=post.parent_id)
         if post.author_id is not None:
             User.objects.filter(id=post.author_id).update(posts_count=F("posts_count") - 1)
+
+
+def _reply_removed(parent_id: int | None) -> None:
+    """One reply of `parent_id` is gone: count it, and remove the parent too when it is a
+    placeholder left without replies (and so on up the thread)."""
+    while parent_id is not None:
+        Post.objects.filter(id=parent_id).update(replies_count=F("replies_count") - 1)
+        # Open pages showing the parent get its lower count (stream/app.py).
+        events.publish_replies_changed_after_commit(post_id=parent_id)
+        emptied = Post.objects.filter(id=parent_id, is_deleted=True, replies_count=0)
+        above = emptied.values_list("parent_id", flat=True).first()
+        if not emptied.delete()[0]:
+            return
+        parent_id = above

@@ -13,13 +13,14 @@ from microblog.moderation.selectors import can_see
 from microblog.posts import selectors, services
 from microblog.posts.forms import PostForm
 from microblog.posts.models import Post
-from microblog.posts.services import REPLY_BLOCKED
+from microblog.posts.services import REPLY_BLOCKED, REPLY_TO_DELETED
 
 
 def _get_post(request: HttpRequest, post_id: int) -> Post:
     post = selectors.post_for_display(post_id, request.user)
-    # A hidden post is not found, except by its author and staff.
-    if post is None or not can_see(request.user, post):
+    # A deleted post has no page of its own; a hidden one is not found, except by its author
+    # and staff.
+    if post is None or post.is_deleted or not can_see(request.user, post):
         raise Http404("No such post")
     return post
 
@@ -90,7 +91,9 @@ def detail(request: HttpRequest, post_id: int) -> HttpResponse:
     if request.headers.get("HX-Request") and cursor is not None:
         return render(request, "posts/_replies_page.html", context)
     if request.user.is_authenticated:
-        if getattr(post, "author_blocks_viewer", False):
+        if post.is_deleted:
+            context["reply_refused"] = REPLY_TO_DELETED
+        elif getattr(post, "author_blocks_viewer", False):
             context["reply_refused"] = REPLY_BLOCKED
         else:
             context["form"] = PostForm(initial={"parent_id": post.id})

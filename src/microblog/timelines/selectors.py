@@ -214,8 +214,9 @@ def following_since(user: User, since: int) -> Page[Post]:
 
 
 def everyone(viewer: Viewer, cursor: int | None = None) -> Page[Post]:
-    """Every top-level post: the public timeline."""
-    return _newest_first(top_level_posts().filter(in_feeds(viewer)), cursor)
+    """Every top-level post: the public timeline (not the placeholders of deleted ones)."""
+    posts = top_level_posts().filter(in_feeds(viewer), is_deleted=False)
+    return _newest_first(posts, cursor)
 
 
 def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Post]:

@@ -11,7 +11,9 @@
     // Count what the server counts: trimmed text, code points, \r\n as one character.
     var length = Array.from(textarea.value.replace(/\r\n/g, "\n").trim()).length;
     var left = limit - length;
-    output.textContent = left + " characters left";
+    var count = Math.abs(left);
+    output.textContent = count + (count === 1 ? " character " : " characters ") +
+      (left < 0 ? "over" : "left");
     output.classList.toggle("counter-warn", left <= 20 && left >= 0);
     output.classList.toggle("counter-over", left < 0);
     var submit = form.querySelector("button[type=submit]");
