@@ -136,3 +136,38 @@ def test_pages_never_end_early_or_repeat(settings, page_size, alice, bob, make_p
     ids = feed_ids(bob)
     assert ids == pull_ids(bob)
     assert len(ids) == len(set(ids)) == 16
+
+
+def test_post_deleted_between_chunks_reaches_no_further_feed(
+    alice, bob, make_user, make_post, settings
+):
+    """A post with replies is kept as a placeholder when deleted; a fan-out still running must
+    treat it as gone, not copy the placeholder into the followers it had not reached yet."""
+    from microblog.timelines.models import FanOut
+
+    settings.FANOUT_CHUNK_SIZE = 1
+    carol = make_user("carol")
+    follow_create(follower=bob, followed=alice)
+    follow_create(follower=carol, followed=alice)
+    post = make_post(alice, "soon deleted")
+    make_post(bob, "a reply keeps it as a placeholder", parent=post)
+    # Run the fan-out again from the start, deleting the post after its first chunk.
+    FeedEntry.objects.filter(post_id=post.id).exclude(user_id=alice.id).delete()
+    FanOut.objects.filter(post_id=post.id).update(done_through=0, finished_at=None)
+
+    deleted = []
+
+    def delete_after_first_chunk() -> None:
+        if not deleted:
+            deleted.append(True)
+            post_delete(post=refreshed_post(post.id), actor=alice)
+
+    fanout.fan_out_post(post.id, checkpoint=delete_after_first_chunk)
+    assert not FeedEntry.objects.filter(post_id=post.id).exists()
+    assert feed_ids(bob) == feed_ids(carol) == []
+
+
+def refreshed_post(post_id: int):
+    from microblog.posts.models import Post
+
+    return Post.objects.get(id=post_id)

@@ -110,10 +110,15 @@ def fan_out_post(post_id: int, checkpoint: Callable[[], None] | None = None) -> 
             params.append(upper)
         params.append(cutoff)
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {POSTS} WHERE id = %s {_lock_posts_clause()}", [post.id])
+            # A post deleted meanwhile is gone, or a placeholder kept for its replies
+            # (posts.services.post_delete): either way its entries went with it.
+            cursor.execute(
+                f"SELECT 1 FROM {POSTS} WHERE id = %s AND NOT is_deleted {_lock_posts_clause()}",
+                [post.id],
+            )
             if cursor.fetchone() is None:
                 _record_progress(post_id, None)
-                return inserted  # deleted meanwhile, and its entries with it
+                return inserted
             cursor.execute(
                 f"""
                 INSERT INTO {FEED} (user_id, post_id, author_id)
