@@ -304,7 +304,25 @@ class FeedMachine(RuleBasedStateMachine):
     def model_matches_database(self) -> None:
         assert set(User.objects.values_list("id", flat=True)) == set(self.users)
         assert set(Follow.objects.values_list("follower_id", "followed_id")) == self.follows
-        assert set(Post.objects.values_list("id", flat=True)) == self.live_posts
+        assert set(Post.objects.filter(is_deleted=False).values_list("id", flat=True)) == (
+            self.live_posts
+        )
+        placeholders = set(Post.objects.filter(is_deleted=True).values_list("id", flat=True))
+        assert placeholders == self.placeholders()
+
+    def placeholders(self) -> set[int]:
+        """Deleted posts that stay as placeholders: those with a reply still there (a live post
+        or a placeholder itself), up the thread."""
+        kept = set(self.live_posts)
+        while True:
+            above = {
+                parent
+                for post, (_, parent) in self.posts.items()
+                if post in kept and parent is not None and parent not in kept
+            }
+            if not above:
+                return kept - self.live_posts
+            kept |= above
 
     @invariant()
     def counters_are_exact(self) -> None:
