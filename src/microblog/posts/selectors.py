@@ -75,9 +75,9 @@ def post_for_display(post_id: int, viewer: Viewer | None = None) -> Post | None:
     if not 0 < post_id <= MAX_ID:
         return None  # no such post (and a compiled query would pass the value to the database)
     if viewer is None or not viewer.is_authenticated:
-        found = sqlcache.fetch("posts.post", _post, post_id)
+        found = sqlcache.fetch(_post, post_id)
     else:
-        found = sqlcache.fetch("posts.post_for_viewer", _post_for_viewer, post_id, viewer.id)
+        found = sqlcache.fetch(_post_for_viewer, post_id, viewer.id)
     return found[0] if found else None
 
 
@@ -164,8 +164,7 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
         viewer, visitors=_replies_for_visitors, users=_replies_for_users, staff=_replies_for_staff
     )
     args = (post.id, after, *viewer_args)
-    key = f"posts.{build.__name__}.{size}"
-    first_level = make_page(sqlcache.fetch(key, build, *args), size)
+    first_level = make_page(sqlcache.fetch(build, *args), size)
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
     level = nodes
