@@ -55,6 +55,11 @@ def _posts_below(upper: int) -> QuerySet[Post]:
     return Post.objects.filter(id__lt=upper - 1).order_by("-id")  # derived: upper - 1
 
 
+def _window(upper: int) -> QuerySet[Post]:
+    # `upper` is found as itself, but `upper - 1000` would replay the first call's value.
+    return Post.objects.filter(id__lt=upper, id__gte=upper - 1000)
+
+
 def _newest(author_id: int, count: int) -> QuerySet[Post]:
     return Post.objects.filter(author_id=author_id).order_by("-id")[:count]  # count in the SQL
 
@@ -126,6 +131,7 @@ def test_values_and_case_insensitive_lookups(alice, make_user):
     ("build", "args", "why"),
     [
         (_posts_below, (5,), "derived from it"),
+        (_window, (5,), "derived from an argument"),
         (_newest, (1, 3), "SQL changes with the values"),
         (_with_default, (1, 5), "default values"),
         (_recent, (1,), "derived from an argument"),
@@ -134,7 +140,17 @@ def test_values_and_case_insensitive_lookups(alice, make_user):
         (_posts_of, (True, 5), "type bool"),
         (_posts_of, (1.5, 5), "type float"),
     ],
-    ids=["derived", "slice", "default", "clock", "lambda", "closure", "bool", "float"],
+    ids=[
+        "derived",
+        "derived beside",
+        "slice",
+        "default",
+        "clock",
+        "lambda",
+        "closure",
+        "bool",
+        "float",
+    ],
 )
 def test_a_builder_that_breaks_the_contract_is_refused(alice, make_post, build, args, why):
     """In tests and DEBUG a builder that would replay wrong values raises at once."""
