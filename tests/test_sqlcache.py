@@ -159,10 +159,11 @@ def test_a_builder_that_breaks_the_contract_is_refused(alice, make_post, build, 
         sqlcache.fetch(build, *args)
 
 
-def test_without_strict_mode_a_broken_builder_runs_through_the_orm(alice, make_post, caplog):
+def test_without_strict_mode_a_broken_builder_runs_through_the_orm(alice, bob, make_post, caplog):
     """In production such a key is logged once and stays correct (the ORM's answer each time),
     and an unsupported first value does not disable the key for supported ones."""
     posts = [make_post(alice, f"post {n}") for n in range(4)]
+    make_post(bob, "bob's")
     with override_settings(SQLCACHE_STRICT=False), caplog.at_level(logging.WARNING):
         for upper in (posts[3].id, posts[2].id + 1, posts[0].id + 2):
             got = [p.id for p in sqlcache.fetch(_posts_below, upper)]
@@ -172,7 +173,11 @@ def test_without_strict_mode_a_broken_builder_runs_through_the_orm(alice, make_p
         got = [p.id for p in sqlcache.fetch(_posts_of, alice.id, posts[2].id)]
         assert got == [posts[1].id, posts[0].id]
         assert sqlcache.is_compiled(_posts_of, alice.id, 1)
+        for author in (alice, bob):
+            got = [p.id for p in sqlcache.fetch(_closure_over(author.id), MAX_ID)]
+            assert got == [p.id for p in _closure_over(author.id)(MAX_ID)]
     assert "derived from it" in caplog.text
+    assert "not a module-level function" in caplog.text
     assert "type bool" in caplog.text
 
 

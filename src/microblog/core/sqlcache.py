@@ -105,6 +105,7 @@ _lock = threading.Lock()
 # (build, alias, argument types) -> _Compiled or _Fallback
 _compiled: dict[tuple[Callable[..., Any], str, tuple[type, ...]], _Compiled | _Fallback] = {}
 _models: dict[Callable[..., Any], type[Model]] = {}
+_warned: set[str] = set()
 
 
 def name_of(build: Callable[..., Any]) -> str:
@@ -185,7 +186,6 @@ def _compile(
     alias: str,
     using: str | None,
 ) -> _Compiled:
-    _check_builder(build)
     name = name_of(build)
     for kind in types:
         if kind not in SUPPORTED:
@@ -290,12 +290,12 @@ def fetch[M: Model, T](
     pages, see core.replicas)."""
     model = _models.get(build)
     if model is None:
-        model = _models.setdefault(build, build(*args).model)
+        return _first_call(build, args, using)
     alias = using or router.db_for_read(model)
     key = (build, alias, tuple(map(type, args)))
     compiled = _compiled.get(key)
     if compiled is None:
-        return _first_call(key, build, args, using)
+        return _first_call(build, args, using)
     if isinstance(compiled, _Fallback):
         return _orm(build, args, using)
     for n, low, high in compiled.ranges:
@@ -305,13 +305,24 @@ def fetch[M: Model, T](
 
 
 def _first_call(
-    key: tuple[Callable[..., Any], str, tuple[type, ...]],
-    build: Callable[..., QuerySet[Any, Any]],
-    args: tuple[Any, ...],
-    using: str | None,
+    build: Callable[..., QuerySet[Any, Any]], args: tuple[Any, ...], using: str | None
 ) -> list[Any]:
     strict = getattr(settings, "SQLCACHE_STRICT", settings.DEBUG)
-    alias = key[1]
+    try:
+        _check_builder(build)
+    except ContractError as error:
+        if strict:
+            raise
+        # Nothing is stored for such a builder: a closure made per call would be a key per call.
+        if name_of(build) not in _warned:
+            _warned.add(name_of(build))
+            logger.warning("sqlcache: %s; running it through the ORM", error)
+        return _orm(build, args, using)
+    model = _models.setdefault(build, build(*args).model)
+    alias = using or router.db_for_read(model)
+    key = (build, alias, tuple(map(type, args)))
+    if key in _compiled:
+        return fetch(build, *args, using=using)
     try:
         compiled: _Compiled | _Fallback = _compile(build, key[2], alias, using)
     except ContractError as error:
@@ -376,3 +387,4 @@ def clear(**kwargs: Any) -> None:
     with _lock:
         _compiled.clear()
         _models.clear()
+        _warned.clear()
