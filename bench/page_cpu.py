@@ -40,6 +40,8 @@ PAGES = (
     "all",
     "post",
     "signed_out",
+    "profile_signed_out",
+    "thread_signed_out",
 )
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters: an unmasked CSRF secret
 
@@ -150,6 +152,10 @@ def worker(args: argparse.Namespace) -> None:
             return call("/all", cookie)
         if page == "signed_out":
             return call("/all", None)
+        if page == "profile_signed_out":
+            return call("/@" + fixture["celebrity"], None)
+        if page == "thread_signed_out":
+            return call("/posts/" + fixture["thread_id"], None)
         if page == "post":
             post_n[0] += 1
             body = f"csrfmiddlewaretoken={CSRF}&content=page_cpu+{time.time_ns()}+{post_n[0]}"

@@ -31,3 +31,7 @@ TASKS = {
 # `settings` fixture. (RATELIMIT_ENABLED=1 turns it on everywhere: tests that send more than a
 # limit's worth of requests then see 429s.)
 RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)  # noqa: F405
+
+# Every compiled hot query (core.sqlcache) is checked against the ORM once per process, and a
+# builder that breaks the contract fails the test that reaches it.
+SQLCACHE_STRICT = True

@@ -356,6 +356,10 @@ THREAD_MAX_DEPTH = 5
 THREAD_CHILDREN_SHOWN = 3
 LAST_SEEN_UPDATE_SECONDS = env_int("LAST_SEEN_UPDATE_SECONDS", 300)
 
+# Compiled hot queries (core.sqlcache): a builder that breaks the contract raises instead of
+# falling back to the ORM, and each key's first result is compared with the ORM's. On in tests.
+SQLCACHE_STRICT = DEBUG
+
 # Rate limits (core.ratelimit, docs/operations.md): fixed windows counted on the database, or on
 # Redis when REDIS_URL is set. Each rule is "COUNT/PERIOD" (period in s, m, h or d) and can be
 # overridden by its environment variable, e.g. RATELIMIT_POSTS=20/1m. RATELIMIT_ENABLED=0 turns

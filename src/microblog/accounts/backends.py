@@ -53,7 +53,7 @@ class CaseInsensitiveModelBackend(ModelBackend):
             return None
         # From the primary, like the session: a password change signs the other sessions out
         # on every instance at once, whatever a replica's lag (core.replicas).
-        found = sqlcache.fetch("accounts.user_by_id", _user_by_id, key, using=DEFAULT_DB_ALIAS)
+        found = sqlcache.fetch(_user_by_id, key, using=DEFAULT_DB_ALIAS)
         if not found:
             return None
         user = found[0]

@@ -216,7 +216,7 @@ def settings_delete(request: HttpRequest) -> HttpResponse:
 
 def _profile_user(username: str) -> User:
     # Compiled once per process (core.sqlcache): every profile and people page starts here.
-    found = sqlcache.fetch("accounts.user_by_username", _user_by_username, username)
+    found = sqlcache.fetch(_user_by_username, username)
     if not found:
         raise Http404("No such user")
     return found[0]

@@ -31,9 +31,7 @@ class SessionStore(DatabaseSessionStore):
 
     def _get_session_from_db(self) -> Any:
         try:
-            found = sqlcache.fetch(
-                "sessions.live", _live_session, str(self.session_key), timezone.now()
-            )
+            found = sqlcache.fetch(_live_session, str(self.session_key), timezone.now())
         except SuspiciousOperation as error:
             logger = logging.getLogger(f"django.security.{error.__class__.__name__}")
             logger.warning(str(error))

@@ -131,7 +131,7 @@ def relationship(viewer: Viewer, other: User) -> Relationship:
     process (core.sqlcache; four EXISTS subqueries were the costliest compile of a profile)."""
     if not viewer.is_authenticated or viewer.id == other.id:
         return Relationship()
-    rows = sqlcache.fetch("moderation.relationship", _relationship_row, other.id, viewer.id)
+    rows = sqlcache.fetch(_relationship_row, other.id, viewer.id)
     return Relationship(**rows[0]) if rows else Relationship()
 
 

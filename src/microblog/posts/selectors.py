@@ -94,7 +94,7 @@ def post_for_display(post_id: int, viewer: Viewer | None = None) -> Post | None:
     build, viewer_args = by_viewer_kind(
         viewer, visitors=_post, users=_post_for_user, staff=_post_for_staff
     )
-    found = sqlcache.fetch(f"posts.{build.__name__}", build, post_id, *viewer_args)
+    found = sqlcache.fetch(build, post_id, *viewer_args)
     return found[0] if found else None
 
 
@@ -192,8 +192,7 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
         viewer, visitors=_replies_for_visitors, users=_replies_for_users, staff=_replies_for_staff
     )
     args = (post.id, after, *viewer_args)
-    key = f"posts.{build.__name__}.{size}"
-    first_level = make_page(sqlcache.fetch(key, build, *args), size)
+    first_level = make_page(sqlcache.fetch(build, *args), size)
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
     level = nodes

@@ -77,7 +77,7 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     if upper > horizon:
         # Compiled once per process (core.sqlcache): building and compiling this QuerySet cost
         # more CPU than PostgreSQL spends running it.
-        posts = sqlcache.fetch(f"timelines.for_you.{size}", _feed_page, user.id, upper, horizon)
+        posts = sqlcache.fetch(_feed_page, user.id, upper, horizon)
     if len(posts) <= size and horizon > 0:
         # The stored feed ends at the horizon; continue below it with the pull query.
         posts += (
@@ -230,7 +230,7 @@ def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Pos
         viewer, visitors=_profile_for_visitors, users=_profile_for_users, staff=_profile_for_staff
     )
     args = (author.id, upper, *viewer_args)
-    return make_page(sqlcache.fetch(f"timelines.{build.__name__}.{size}", build, *args), size)
+    return make_page(sqlcache.fetch(build, *args), size)
 
 
 def _profile_posts(author_id: int, upper: int, visible: Q) -> QuerySet[Post]:
