@@ -421,6 +421,27 @@ def test_open_streams_reconnect_after_the_stream_process_restarts(cluster: Clust
         again.close()
 
 
+def test_a_new_cluster_can_start_from_a_copy_of_a_database(cluster: Cluster) -> None:
+    """`--from-database` (bench/cluster_bench.py runs the layout on a seeded database): the new
+    primary holds the source's rows, and so does its replica, cloned after the copy."""
+    user = new_user(cluster, "copied")
+    root = ROOT / "data" / "cluster-test-copy"
+    shutil.rmtree(root, ignore_errors=True)
+    copy = Cluster(root, from_database=cluster.pg_url("primary"))
+    try:
+        copy.allocate_ports()
+        copy.setup_postgres()
+        query = f"SELECT count(*) FROM accounts_user WHERE username = '{user.name}'"
+        assert copy.psql("primary", query) == "1"
+        assert copy.psql("replica", query) == "1"
+        assert copy.psql("replica", "SELECT pg_is_in_recovery()") == "t"
+        analyzed = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+        assert copy.psql("primary", f"{analyzed} WHERE relname = 'posts_post'") == "t"
+    finally:
+        copy.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_cluster_stop_leaves_nothing_running(cluster: Cluster, tmp_path: Path) -> None:
     assert all(cluster.status().values()), cluster.status()
     assert os.path.exists(cluster.root / "state.json")
