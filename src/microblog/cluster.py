@@ -11,6 +11,11 @@
   jobs), the web instances read pages from the replica (core.replicas);
 - one job worker; Redis for rate limits and cache when REDIS_URL is set (passed through).
 
+With `--from-database URL` (or CLUSTER_FROM_DATABASE), a new cluster's database starts as a copy
+of an existing one (pg_dump, then pg_restore into the primary, before the replica is cloned from
+it), e.g. a database seeded with `microblog seed --preset seed` for measurements
+(bench/cluster_bench.py).
+
 Everything lives in DIR (default data/cluster): data folders, logs, the ports and process ids
 (state.json), the secret key every instance shares. Ports are picked free on first start and
 kept. Nothing installed system-wide is changed, and every process is stopped by the id it was
@@ -114,6 +119,7 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 @dataclass
 class Cluster:
     root: Path
+    from_database: str | None = None  # a database the new cluster's database copies
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -346,6 +352,8 @@ class Cluster:
         )
         if not exists:
             self.psql("primary", f"CREATE DATABASE {DATABASE}", "postgres")
+            if self.from_database:
+                self.copy_database(self.from_database)
         # Per-statement counters on each server (the tests see where reads went).
         self.psql("primary", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         replica = self.pg_dir("replica")
@@ -372,6 +380,46 @@ class Cluster:
                 as_postgres=True,
             )
         self.pg_start("replica")
+
+    def copy_database(self, source: str) -> None:
+        """Fills the new (empty) database with a copy of `source`: a parallel dump and restore
+        (directory format, 2 jobs, uncompressed), then VACUUM ANALYZE (a restore leaves no
+        statistics and no visibility map, so plans and index-only scans would differ from the
+        source's)."""
+        dump = self.root / "pg" / "from-database.dump"
+        shutil.rmtree(dump, ignore_errors=True)
+        try:
+            # Uncompressed: on a local disk, compressing costs more time than writing.
+            self.run(
+                [
+                    "pg_dump",
+                    "--format=directory",
+                    "--jobs=2",
+                    "--compress=0",
+                    "--file",
+                    str(dump),
+                    source,
+                ]
+            )
+            self.run(
+                [
+                    "pg_restore",
+                    "--jobs=2",
+                    "--no-owner",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.ports["primary"]),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    DATABASE,
+                    str(dump),
+                ]
+            )
+        finally:
+            shutil.rmtree(dump, ignore_errors=True)
+        self.psql("primary", "VACUUM (ANALYZE)")
 
     # --- PgBouncer ------------------------------------------------------------------------
 
@@ -590,8 +638,14 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("CLUSTER_DIR", "data/cluster")),
         help="where the cluster keeps everything (default data/cluster)",
     )
+    parser.add_argument(
+        "--from-database",
+        default=os.environ.get("CLUSTER_FROM_DATABASE") or None,
+        metavar="URL",
+        help="start a new cluster's database as a copy of this one (pg_dump / pg_restore)",
+    )
     args = parser.parse_args(argv)
-    cluster = Cluster(args.dir)
+    cluster = Cluster(args.dir, from_database=args.from_database)
     try:
         if args.command == "start":
             cluster.start()

@@ -7,9 +7,11 @@ on the replica, the replica stopped, a web instance SIGKILLed, the streaming pro
 restarted. Bounded: the whole module takes about two minutes.
 """
 
+import contextlib
 import http.cookiejar
 import json
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -23,7 +25,11 @@ import pytest
 
 from microblog.cluster import WEB_INSTANCES, Cluster
 from tests.stream_helpers import EventStream
+from tests.test_browser import TIMEOUT_MS, browser, log_in  # noqa: F401 (fixture)
 from tests.test_faults import WebUser
+
+with contextlib.suppress(ImportError):  # the dev extra installs it; test_browser skips without
+    from playwright.sync_api import Browser, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LAG = 8.0  # REPLICA_MAX_LAG_SECONDS of this cluster
@@ -234,6 +240,42 @@ def test_read_your_writes_under_replication_lag(cluster: Cluster) -> None:
     )
 
 
+def test_a_live_reply_shows_on_an_open_thread_while_the_replica_lags(
+    cluster: Cluster,
+    browser: "Browser",  # noqa: F811 (the fixture imported above)
+) -> None:
+    author, reader = new_user(cluster, "threadauthor"), new_user(cluster, "threadreader")
+    assert author.post("a thread read from the replica").status == 302
+    match = re.search(r'id="post-(\d+)"', author.get(f"/@{author.name}").body)
+    assert match
+    post_id = match.group(1)
+    context = browser.new_context(base_url=cluster.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        log_in(page, reader.name)
+        context.clear_cookies(name="mb_primary")  # the log-in's read-your-writes window
+        wait_replica_caught_up(cluster)
+        page.goto(f"/posts/{post_id}")
+        replies = page.locator(".replies-root > li.reply")
+        expect(replies).to_have_count(0)
+        expect(page.locator("[data-stream]")).to_have_attribute("data-stream-state", "open")
+        wait_replica_caught_up(cluster)
+        cluster.psql("replica", "SELECT pg_wal_replay_pause()")
+        try:
+            form = {"csrfmiddlewaretoken": author.csrf, "content": "a live reply"}
+            answer = author.request("POST", "/posts", {**form, "parent_id": post_id})
+            assert answer.status == 302, answer.body
+            # The stream announces it; the page fetches it at once, from the primary (the
+            # replica has not replayed it, and lags less than the cut-off all along).
+            expect(replies).to_have_count(1, timeout=4_000)
+            expect(replies.first).to_contain_text("a live reply")
+        finally:
+            cluster.psql("replica", "SELECT pg_wal_replay_resume()")
+    finally:
+        context.close()
+
+
 def test_a_replica_lagging_past_the_cut_off_gets_no_reads(cluster: Cluster) -> None:
     writer = new_user(cluster, "lag")
     visitor = WebUser(cluster.url.rstrip("/"), "visitor")
@@ -377,6 +419,27 @@ def test_open_streams_reconnect_after_the_stream_process_restarts(cluster: Clust
         assert again.next_post(timeout=10) is not None
     finally:
         again.close()
+
+
+def test_a_new_cluster_can_start_from_a_copy_of_a_database(cluster: Cluster) -> None:
+    """`--from-database` (bench/cluster_bench.py runs the layout on a seeded database): the new
+    primary holds the source's rows, and so does its replica, cloned after the copy."""
+    user = new_user(cluster, "copied")
+    root = ROOT / "data" / "cluster-test-copy"
+    shutil.rmtree(root, ignore_errors=True)
+    copy = Cluster(root, from_database=cluster.pg_url("primary"))
+    try:
+        copy.allocate_ports()
+        copy.setup_postgres()
+        query = f"SELECT count(*) FROM accounts_user WHERE username = '{user.name}'"
+        assert copy.psql("primary", query) == "1"
+        assert copy.psql("replica", query) == "1"
+        assert copy.psql("replica", "SELECT pg_is_in_recovery()") == "t"
+        analyzed = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+        assert copy.psql("primary", f"{analyzed} WHERE relname = 'posts_post'") == "t"
+    finally:
+        copy.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_cluster_stop_leaves_nothing_running(cluster: Cluster, tmp_path: Path) -> None:

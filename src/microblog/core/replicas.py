@@ -13,8 +13,8 @@ Everything else stays on the primary, because nothing else sets the request's re
   or a password change is refused by every instance at once, lag or not;
 - the rate limiter (its own cursor on `default`), jobs and the worker, the streaming process
   (LISTEN, catch-up), management commands: none of them runs under the middleware;
-- live-update fetches (`?since=`), which follow an event about a post the replica may not have
-  replayed yet.
+- live-update fetches (`?since=`: a feed's new posts, a thread's new replies), which follow an
+  event about a post the replica may not have replayed yet.
 
 A replica is used only while it is healthy: each process probes each replica at most once a
 second (`REPLICA_PROBE_SECONDS`) for its replay lag, and one that lags more than

@@ -34,8 +34,9 @@
   // Live updates (microblog.stream): an EventSource on the element with data-stream.
   // Feeds: count the announced posts in a "N new posts" button; a click inserts them at the top
   // (GET ?since=<newest shown>, the same page fragment as "Load more"). Threads: new direct
-  // replies are appended when every reply is already shown. Both: a "count" event updates the
-  // "N replies" of the post it names wherever the page shows it ([data-replies-count]).
+  // replies are appended when every reply is already shown (GET ?cursor=<last shown>&since=).
+  // Both: a "count" event updates the "N replies" of the post it names wherever the page shows
+  // it ([data-replies-count]).
   // The browser reconnects by itself after a network error and sends Last-Event-ID, from which
   // the server catches up; after an error answer (a proxy's 502 while the streaming process
   // restarts) it gives up, so liveStream opens a new stream from the newest event seen. An "end"
@@ -126,7 +127,10 @@
       if (list.querySelector(":scope > .load-more-item")) return;  // "Load more" brings them
       if (busy) { again = true; return; }
       busy = true;
-      htmx.ajax("GET", window.location.pathname + "?cursor=" + lastReplyId(), {
+      // `since` marks a live-update fetch: it reads from the primary, as the feed's does, since
+      // a replica may not have replayed the reply the event announced (core.replicas).
+      var last = lastReplyId();
+      htmx.ajax("GET", window.location.pathname + "?cursor=" + last + "&since=" + last, {
         target: list, swap: "beforeend"
       }).finally(function () {
         busy = false;
