@@ -18,8 +18,8 @@ from django.tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from microblog.accounts.models import User
-from microblog.core.counters import reconcile
 from microblog.follows.models import Follow
+from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
 from microblog.timelines import selectors
 

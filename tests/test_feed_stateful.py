@@ -37,10 +37,10 @@ from hypothesis.stateful import (
 from microblog import jobs
 from microblog.accounts.models import User
 from microblog.accounts.services import user_create, user_delete, user_erase, user_mark_seen
-from microblog.core.counters import reconcile
 from microblog.core.errors import ServiceError
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create, follow_delete
+from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from microblog.timelines import fanout, selectors

@@ -22,10 +22,11 @@ from django_tasks_db.models import DBTaskResult
 
 from microblog import jobs
 from microblog.accounts.models import User
-from microblog.core import dashboard, maintenance, scheduler
 from microblog.core.models import ScheduledJob
 from microblog.follows.services import follow_create
+from microblog.jobs import queue
 from microblog.moderation.services import report_create
+from microblog.ops import dashboard, scheduler
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from microblog.timelines import fanout
@@ -330,15 +331,15 @@ def test_jobs_of_dead_workers_are_queued_again_and_run(settings, run_jobs):
     alive = running_job(f"{host}:{os.getppid()}:abc")
     elsewhere = running_job("other-host:123:abc", started_minutes_ago=5)
     stuck_elsewhere = running_job("other-host:456:abc", started_minutes_ago=61)
-    mine = maintenance.worker_id()
+    mine = queue.worker_id()
     own = running_job(mine)
     earlier_self = running_job(f"{host}:{os.getpid()}:zzz")
 
-    assert maintenance.requeue_abandoned_jobs(mine) == 3
+    assert queue.requeue_abandoned_jobs(mine) == 3
     status = dict(DBTaskResult.objects.values_list("id", "status"))
     assert status[dead.id] == status[stuck_elsewhere.id] == status[earlier_self.id] == "READY"
     assert status[alive.id] == status[elsewhere.id] == status[own.id] == "RUNNING"
-    assert maintenance.requeue_abandoned_jobs(mine) == 0
+    assert queue.requeue_abandoned_jobs(mine) == 0
 
     run_jobs()  # the worker runs what was recovered
     for job in (dead, stuck_elsewhere, earlier_self):

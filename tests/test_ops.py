@@ -22,10 +22,10 @@ from django_tasks_db.models import DBTaskResult
 from prometheus_client import REGISTRY
 
 from microblog import jobs
-from microblog.core import health, metrics
-from microblog.core.management.commands.serve import Command as ServeCommand
-from microblog.core.requestlog import JsonFormatter
 from microblog.follows.services import follow_create
+from microblog.ops import health, metrics
+from microblog.ops.management.commands.serve import Command as ServeCommand
+from microblog.ops.requestlog import JsonFormatter
 from microblog.posts.services import post_create
 from tests.conftest import is_postgres
 
@@ -354,7 +354,7 @@ def test_cached_get_counts_hits_and_misses(db):
 
 
 MULTIPROCESS_CHILD = """
-from microblog.core import metrics
+from microblog.ops import metrics
 metrics.HTTP_REQUESTS.labels("home", "GET", "200").inc()
 metrics.STREAM_CONNECTIONS.inc(3)
 """

@@ -31,9 +31,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 from prometheus_client import REGISTRY
 
-from microblog import jobs
+from microblog import jobs, ratelimit
 from microblog.accounts.models import User
-from microblog.core import ratelimit
 from microblog.core.models import RateLimitCounter
 from microblog.follows.models import Follow
 from microblog.posts.models import Post

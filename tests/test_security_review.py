@@ -16,8 +16,8 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from prometheus_client import REGISTRY
 
+from microblog import ratelimit
 from microblog.accounts.models import User
-from microblog.core import ratelimit
 from microblog.moderation.models import Report
 from microblog.posts.models import Post
 from tests.conftest import PASSWORD, refreshed

@@ -10,10 +10,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from microblog.accounts.models import User
-from microblog.core import seeding
-from microblog.core.counters import reconcile
 from microblog.follows.models import Follow
+from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
+from microblog.seeding import seeder
 from microblog.timelines import fanout, selectors
 from microblog.timelines.models import FeedEntry
 
@@ -120,7 +120,7 @@ def test_for_you_equals_the_pull_query_for_a_sample_of_users(seeded):
 
 def test_seeded_users_sign_in_with_the_documented_password(seeded):
     user = User.objects.get(id=42)
-    assert authenticate(username=user.username, password=seeding.SEED_PASSWORD) == user
+    assert authenticate(username=user.username, password=seeder.SEED_PASSWORD) == user
     assert authenticate(username=user.username, password="wrong") is None
     assert len({u.password for u in User.objects.all()[:20]}) == 1  # hashed once
 

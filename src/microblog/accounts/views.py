@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from microblog import ratelimit
 from microblog.accounts import services
 from microblog.accounts.forms import (
     DeleteAccountForm,
@@ -21,7 +22,7 @@ from microblog.accounts.forms import (
     SignUpForm,
 )
 from microblog.accounts.models import User
-from microblog.core import ratelimit, sqlcache
+from microblog.core import sqlcache
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor

@@ -103,7 +103,7 @@ _probe_lock = threading.Lock()
 def probe(alias: str) -> bool:
     """Asks the replica for its replay lag (on this thread's connection to it); True when it
     answers and lags no more than REPLICA_MAX_LAG_SECONDS."""
-    from microblog.core.health import REPLICA_LAG_SQL
+    from microblog.ops.health import REPLICA_LAG_SQL
 
     state = _health.setdefault(alias, _Health())
     try:

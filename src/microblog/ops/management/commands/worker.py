@@ -28,8 +28,9 @@ from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
 
 from microblog import jobs
-from microblog.core import maintenance, scheduler
 from microblog.core.errors import DATABASE_UNAVAILABLE
+from microblog.jobs import queue
+from microblog.ops import scheduler
 
 logger = logging.getLogger("microblog.jobs")
 
@@ -143,7 +144,7 @@ class Worker(db_worker.Worker):
         # The interruption may have landed mid-query: start from fresh connections.
         close_connections()
         try:
-            requeued = maintenance.requeue_job(db_task_result.id)
+            requeued = queue.requeue_job(db_task_result.id)
         except DATABASE_UNAVAILABLE:
             # Left RUNNING under this worker's id: the next worker to start requeues it.
             logger.warning("worker: could not requeue job %s now", db_task_result.id)
@@ -174,11 +175,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        worker_id = maintenance.worker_id()
+        worker_id = queue.worker_id()
         if not options["batch"]:
             wait_for_database()
         # Jobs left RUNNING by a worker that died mid-job would otherwise never run again.
-        maintenance.requeue_abandoned_jobs(worker_id)
+        queue.requeue_abandoned_jobs(worker_id)
         stop = None
         if not options["batch"] and not options["no_scheduler"]:
             stop = scheduler.start(settings.SCHEDULER_POLL_SECONDS, worker_id=worker_id)
@@ -208,7 +209,7 @@ class Command(BaseCommand):
                     wait_for_database()
                     # The job this worker was running when the database went away stayed
                     # RUNNING under its id: nothing runs it now, so it is queued again.
-                    requeued = maintenance.requeue_jobs_of(worker_id)
+                    requeued = queue.requeue_jobs_of(worker_id)
                     if requeued:
                         logger.warning("worker: %d interrupted job(s) queued again", requeued)
         finally:

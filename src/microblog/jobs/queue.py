@@ -67,7 +67,7 @@ def requeue_abandoned_jobs(own_worker_id: str | None = None) -> int:
 
 def requeue_job(job_id: UUID | str) -> bool:
     """Puts one RUNNING job back to READY: its worker was asked to stop while running it."""
-    from microblog.core.metrics import JOBS_REQUEUED
+    from microblog.ops.metrics import JOBS_REQUEUED
 
     if DBTaskResult.objects.filter(id=job_id, status=TaskResultStatus.RUNNING).update(
         status=TaskResultStatus.READY
@@ -87,7 +87,7 @@ def requeue_jobs_of(worker_id: str) -> int:
 
 def _requeue_running(should_requeue: Callable[[str, datetime | None], bool], reason: str) -> int:
     """Puts back to READY each RUNNING job for which `should_requeue(claimed_by, started_at)`."""
-    from microblog.core.metrics import JOBS_REQUEUED
+    from microblog.ops.metrics import JOBS_REQUEUED
 
     requeued = 0
     running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)

@@ -47,7 +47,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
         :FAILED_SHOWN
     ]
     context = {"stats": queue_stats(), "failed": failed, "states": list(TaskResultStatus)}
-    return render(request, "core/jobs.html", context)
+    return render(request, "ops/jobs.html", context)
 
 
 @staff_required

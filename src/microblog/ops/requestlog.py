@@ -21,7 +21,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import empty
 
-from microblog.core import metrics
+from microblog.ops import metrics
 
 request_logger = logging.getLogger("microblog.requests")
 slow_query_logger = logging.getLogger("microblog.slow_queries")

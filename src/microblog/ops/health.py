@@ -134,7 +134,7 @@ def check_cache() -> Check:
 
 def check_jobs() -> Check:
     from microblog import jobs
-    from microblog.core.dashboard import queue_stats
+    from microblog.ops.dashboard import queue_stats
 
     try:
         stats = queue_stats()

@@ -1,6 +1,6 @@
 """`microblog seed`: fills an empty database with synthetic users, follows, posts and feeds.
 
-Every seeded account's password is microblog.core.seeding.SEED_PASSWORD ("seeded-password-1").
+Every seeded account's password is microblog.seeder.seeder.SEED_PASSWORD ("seeded-password-1").
 """
 
 from typing import Any, TextIO, cast
@@ -10,18 +10,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from microblog.accounts.models import User
-from microblog.core import seeding
+from microblog.seeding import seeder
 
 
 class Command(BaseCommand):
     help = (
         "Fill an empty database with synthetic data: a preset (small: 1k users; medium: 100k "
         "users / 5M follows; seed: 1,091,000 users / 50,368,293 follows) or explicit counts. "
-        f'Every seeded user signs in with the password "{seeding.SEED_PASSWORD}".'
+        f'Every seeded user signs in with the password "{seeder.SEED_PASSWORD}".'
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--preset", choices=sorted(seeding.PRESETS), default=None)
+        parser.add_argument("--preset", choices=sorted(seeder.PRESETS), default=None)
         parser.add_argument("--users", type=int, help="Number of users (overrides the preset).")
         parser.add_argument("--follows", type=int, help="Number of follows.")
         parser.add_argument("--posts", type=int, help="Number of top-level posts.")
@@ -39,7 +39,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["preset"] and not any(options[k] for k in ("users", "follows", "posts")):
             raise CommandError("Give --preset or explicit --users/--follows/--posts.")
-        cfg = seeding.config_for(
+        cfg = seeder.config_for(
             options["preset"],
             users=options["users"],
             follows=options["follows"],
@@ -52,17 +52,17 @@ class Command(BaseCommand):
             # Explicit users without the other counts: the small preset's proportions.
             follows = options["follows"] or cfg.users * 25
             posts = options["posts"] if options["posts"] is not None else cfg.users * 3
-            cfg = seeding.config_for(None, **{**cfg.__dict__, "follows": follows, "posts": posts})
+            cfg = seeder.config_for(None, **{**cfg.__dict__, "follows": follows, "posts": posts})
         if User._meta.db_table not in connection.introspection.table_names():
             raise CommandError("The database has no tables yet: run `microblog migrate` first.")
-        if not seeding.database_is_empty():
+        if not seeder.database_is_empty():
             if not options["reset"]:
                 raise CommandError(
                     "The database is not empty; refusing to seed it. Pass --reset to empty the "
                     "app's tables (users, posts, follows, feeds, sessions, jobs) first."
                 )
             self.stderr.write("Emptying the app's tables...")
-            seeding.reset_database()
+            seeder.reset_database()
         db = connection.settings_dict
         self.stderr.write(
             f"Seeding {db['ENGINE'].rsplit('.', 1)[-1]} database {db['NAME']}: "
@@ -71,8 +71,8 @@ class Command(BaseCommand):
             f"random seed {cfg.random_seed}"
         )
         try:
-            summary = seeding.seed(cfg, stream=cast(TextIO, self.stderr._out))
-        except seeding.SeedError as error:
+            summary = seeder.seed(cfg, stream=cast(TextIO, self.stderr._out))
+        except seeder.SeedError as error:
             raise CommandError(str(error)) from error
         minutes, seconds = divmod(int(summary.seconds), 60)
         top = ", ".join(f"{name} ({n:,})" for name, n in summary.top_accounts)
@@ -88,7 +88,7 @@ class Command(BaseCommand):
                     f"  feed entries   {summary.feed_entries:>12,}  ({summary.capped_feeds:,} "
                     f"feeds capped at {settings.FEED_MAX_ENTRIES})",
                     f"  most followed  {top}",
-                    f'  password       "{seeding.SEED_PASSWORD}" for every seeded user',
+                    f'  password       "{seeder.SEED_PASSWORD}" for every seeded user',
                 ]
             )
         )

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from microblog.core.counters import reconcile
+from microblog.ops.counters import reconcile
 
 
 class Command(BaseCommand):

@@ -9,9 +9,9 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from microblog import jobs
-from microblog.core import maintenance
 from microblog.core.errors import DATABASE_UNAVAILABLE
 from microblog.core.models import ScheduledJob
+from microblog.jobs import queue
 
 logger = logging.getLogger("microblog.scheduler")
 
@@ -35,7 +35,7 @@ def enqueue_due_jobs() -> list[str]:
 
 def start(poll_seconds: float = 15.0, worker_id: str | None = None) -> threading.Event:
     """Starts the scheduler thread; set the returned event to stop it. Each tick also queues
-    again the jobs of workers that died (`maintenance.requeue_abandoned_jobs`)."""
+    again the jobs of workers that died (`queue.requeue_abandoned_jobs`)."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -43,7 +43,7 @@ def start(poll_seconds: float = 15.0, worker_id: str | None = None) -> threading
             try:
                 for name in enqueue_due_jobs():
                     logger.info("scheduled job enqueued: %s", name)
-                maintenance.requeue_abandoned_jobs(worker_id)
+                queue.requeue_abandoned_jobs(worker_id)
             except DATABASE_UNAVAILABLE as error:
                 # The database is away (a restart, an outage): one line per tick, not a
                 # traceback; the worker's own loop reports the outage too.

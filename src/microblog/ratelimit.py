@@ -58,7 +58,7 @@ from django.core import signing
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
-from microblog.core import metrics
+from microblog.ops import metrics
 
 logger = logging.getLogger("microblog.ratelimit")
 

@@ -5,7 +5,7 @@ retries, so `job()` adds them: a failed attempt is recorded as failed and, until
 enqueued again after an exponential backoff. Every job is idempotent, so a retry, or a second run
 after a crash, changes nothing that was already done. A job interrupted because its worker is
 stopping (`JobInterrupted`, or SystemExit/KeyboardInterrupt) is not a failure: the worker puts it
-back in the queue (core/management/commands/worker.py). Writes enqueue with `enqueue_with_write`:
+back in the queue (ops/management/commands/worker.py). Writes enqueue with `enqueue_with_write`:
 the job commits or rolls back with the write.
 """
 
@@ -124,7 +124,7 @@ enqueue_after_commit = enqueue_with_write
 
 @job(FANOUT)
 def fan_out_post(post_id: int) -> int:
-    from microblog.core import metrics
+    from microblog.ops import metrics
     from microblog.timelines import fanout
 
     inserted = fanout.fan_out_post(post_id, checkpoint=checkpoint)
@@ -162,16 +162,16 @@ def feeds_trim() -> int:
 
 @job(MAINTENANCE)
 def jobs_prune() -> int:
-    from microblog.core import maintenance
+    from microblog.jobs import queue
     from microblog.timelines import fanout
 
     kept_since = timezone.now() - timedelta(days=settings.JOBS_KEEP_FINISHED_DAYS)
-    return maintenance.prune_finished_jobs() + fanout.prune_finished(kept_since)
+    return queue.prune_finished_jobs() + fanout.prune_finished(kept_since)
 
 
 @job(MAINTENANCE)
 def counters_check() -> dict[str, int]:
-    from microblog.core.counters import reconcile
+    from microblog.ops.counters import reconcile
 
     return reconcile(fix=True).drift_by_counter()
 
@@ -180,7 +180,7 @@ def counters_check() -> dict[str, int]:
 def fanouts_resume() -> int:
     """The safety net: fan-outs that have not finished and that no job will run (whatever the
     cause: a bug, a job row deleted by hand) are enqueued again; returns how many."""
-    from microblog.core import metrics
+    from microblog.ops import metrics
 
     lost = abandoned_fan_outs()
     for post_id in lost:
@@ -212,7 +212,7 @@ def abandoned_fan_outs() -> list[int]:
 
 @job(MAINTENANCE)
 def ratelimit_prune() -> int:
-    from microblog.core import ratelimit
+    from microblog import ratelimit
 
     return ratelimit.prune()
 

@@ -138,7 +138,7 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterable[Any]:
         from microblog import jobs
-        from microblog.core.dashboard import queue_stats
+        from microblog.ops.dashboard import queue_stats
 
         stats = queue_stats()
         depth = GaugeMetricFamily(
