@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from microblog.cluster import WEB_INSTANCES, Cluster
-from tests.stream_helpers import EventStream
-from tests.test_faults import WebUser
+from tests.ops.test_faults import WebUser
+from tests.stream.helpers import EventStream
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LAG = 8.0  # REPLICA_MAX_LAG_SECONDS of this cluster

@@ -3,7 +3,7 @@ it, the production security settings, session rotation on log-in, and log-in fai
 the same work whether or not the account exists.
 
 The policy in a real browser (zero violations, htmx and the counter still working, the admin) is
-in tests/test_browser.py.
+in tests/pages/test_browser.py.
 """
 
 import json
@@ -26,7 +26,7 @@ from django.test import Client
 from microblog.accounts.models import User
 from tests.conftest import PASSWORD
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "microblog"
+SRC = Path(__file__).resolve().parents[2] / "src" / "microblog"
 MICROBLOG = Path(sys.executable).with_name("microblog")
 
 

@@ -917,7 +917,7 @@ def test_garbled_bodies_get_a_400_with_a_message(
 # --- the app's own 500 page ---------------------------------------------------------------
 
 
-@pytest.mark.urls("tests.urls_failing_view")
+@pytest.mark.urls("tests.security.urls_failing_view")
 def test_a_bug_shows_our_500_page(db: None) -> None:
     client = Client(raise_request_exception=False)
     response = client.get("/test-only/explode")
@@ -929,7 +929,7 @@ def test_a_bug_shows_our_500_page(db: None) -> None:
     assert "a bug, raised on purpose" not in json_response.content.decode()
 
 
-@pytest.mark.urls("tests.urls_failing_view")
+@pytest.mark.urls("tests.security.urls_failing_view")
 def test_the_test_urlconf_still_serves_the_app(db: None) -> None:
     assert Client().get("/all").status_code == 200
     assert_error_page(Client().get("/nope"), 404, NOT_FOUND)
@@ -954,7 +954,7 @@ def is_invisible_control(char: str) -> bool:
 
 def trimmed(value: str) -> str:
     """What is stored: the text trimmed, or nothing when only invisible characters are left
-    (those are pinned one by one in tests/test_security_review.py)."""
+    (those are pinned one by one in tests/security/test_security_review.py)."""
     text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
     return "" if is_blank(text) else text
 

@@ -18,7 +18,7 @@ from microblog.moderation.models import Block, ModerationAction, Mute, Report
 from microblog.moderation.services import block_create, mute_create, report_create, review
 from microblog.posts.models import Post
 from tests.conftest import refreshed
-from tests.test_bad_input import PROPERTY_SETTINGS, TEXTS, acceptable, trimmed
+from tests.security.test_bad_input import PROPERTY_SETTINGS, TEXTS, acceptable, trimmed
 
 THRESHOLD = 3
 

@@ -38,7 +38,7 @@ from microblog.follows.models import Follow
 from microblog.posts.models import Post
 from tests.conftest import PASSWORD
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOW = (int(time.time()) // 86400) * 86400 + 1  # one second into today (UTC)
 REDIS_TEST_URL = os.environ.get("RATELIMIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 

@@ -47,8 +47,8 @@ import psycopg
 import pytest
 
 from tests.conftest import PASSWORD, log_in
-from tests.jobs_helpers import worker_command
-from tests.stream_helpers import MICROBLOG, ROOT, free_port
+from tests.jobs.helpers import worker_command
+from tests.stream.helpers import MICROBLOG, ROOT, free_port
 
 with contextlib.suppress(ImportError):  # the dev extra installs it; test_browser skips without
     from playwright.sync_api import BrowserContext, expect
@@ -496,7 +496,7 @@ def unfinished_jobs(pg: PgServer, db: str) -> int:
 STAR_FANS = 60_000
 FOLLOW_THE_STAR = f"""
 from microblog.accounts.models import User
-from tests.jobs_helpers import bulk_followers
+from tests.jobs.helpers import bulk_followers
 
 bulk_followers(User.objects.get(username="star"), {STAR_FANS}, "fan")
 """
@@ -687,7 +687,7 @@ import json
 from django.utils import timezone
 from microblog.accounts.models import User
 from microblog.posts.services import post_create
-from tests.jobs_helpers import bulk_followers
+from tests.jobs.helpers import bulk_followers
 
 author = User.objects.create_user(username="star", password=None, last_seen_at=timezone.now())
 bulk_followers(author, {FOLLOWERS}, "fan")

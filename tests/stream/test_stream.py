@@ -14,7 +14,7 @@ from microblog.accounts.models import User
 from microblog.posts.services import post_create
 from microblog.stream.app import Subscription
 from microblog.stream.events import CountEvent, FollowEvent, PostEvent, RepliesChangedEvent, parse
-from tests.stream_helpers import (
+from tests.stream.helpers import (
     Driver,
     EventStream,
     app_process,
@@ -22,7 +22,7 @@ from tests.stream_helpers import (
     free_port,
     status_of,
 )
-from tests.stream_helpers import subprocess_env as stream_env
+from tests.stream.helpers import subprocess_env as stream_env
 
 # --- The per-reader filter -------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ between checks; a check runs them with the real worker (`microblog worker --batc
 reader's For You, read page by page, must equal the reference pull query exactly: same ids, same
 order, no duplicates, no gaps. Counters are checked against real counts after every step.
 
-More examples locally: STATEFUL_EXAMPLES=1500 STATEFUL_STEPS=60 pytest tests/test_feed_stateful.py
+More examples locally:
+STATEFUL_EXAMPLES=1500 STATEFUL_STEPS=60 pytest tests/timelines/test_feed_stateful.py
 """
 
 import os

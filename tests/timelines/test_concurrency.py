@@ -26,7 +26,7 @@ from microblog.follows.services import follow_create, follow_delete
 from microblog.posts.models import Post
 from microblog.posts.services import PARENT_MISSING, post_create, post_delete
 from microblog.timelines.models import FeedEntry
-from tests.jobs_helpers import (
+from tests.jobs.helpers import (
     assert_counters_exact,
     assert_feeds_match_pull_query,
     bulk_followers,

@@ -21,7 +21,7 @@ from microblog.accounts.models import User
 from microblog.moderation.models import Report
 from microblog.posts.models import Post
 from tests.conftest import PASSWORD, refreshed
-from tests.stream_helpers import app_process, database_url, free_port, subprocess_env
+from tests.stream.helpers import app_process, database_url, free_port, subprocess_env
 
 NOW = (int(time.time()) // 86400) * 86400 + 1  # one second into today (UTC)
 LOGIN_FAILED = "Incorrect username or password."

@@ -23,7 +23,7 @@ from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
 from microblog.timelines import selectors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def database_url() -> str:

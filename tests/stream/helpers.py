@@ -1,5 +1,5 @@
 """Helpers for the streaming tests: a database a subprocess can reach, a writer process
-(tests/stream_driver.py), the app started as a subprocess, and a small Server-Sent Events client."""
+(tests/stream/driver.py), the app started as a subprocess, and a small Server-Sent Events client."""
 
 import http.client
 import json
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MICROBLOG = [sys.executable, "-m", "microblog"]
 
 
@@ -66,11 +66,11 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 
 class Driver:
-    """Writes through the services in a process of its own (tests/stream_driver.py)."""
+    """Writes through the services in a process of its own (tests/stream/driver.py)."""
 
     def __init__(self, url: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.stream_driver"],
+            [sys.executable, "-m", "tests.stream.driver"],
             env=subprocess_env(url),
             cwd=ROOT,
             stdin=subprocess.PIPE,

@@ -4,7 +4,7 @@ reloading, and a click inserts it; a new reply appears on an open thread page; r
 current on open pages (thread and For You).
 
 The app runs as `microblog serve` (pages and /events/ on one port, as under `make run`) against
-the test database; the users are created by a writer process (tests/stream_driver.py).
+the test database; the users are created by a writer process (tests/stream/driver.py).
 """
 
 import contextlib
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import log_in
-from tests.stream_helpers import Driver, app_process, database_url, free_port, subprocess_env
+from tests.stream.helpers import Driver, app_process, database_url, free_port, subprocess_env
 
 pytestmark = pytest.mark.browser
 
@@ -138,7 +138,7 @@ def test_a_follow_applies_to_the_open_feed_before_the_next_post(
     """Issue 11 item 2: Bob has For You open; in another tab he follows carol; carol posts: the
     open page announces it at once (it used to filter with the old follow list until the stream
     woke up), and her next post makes "2 new posts". An unfollow applies the same way (the
-    order of events is checked exactly in tests/test_stream.py)."""
+    order of events is checked exactly in tests/stream/test_stream.py)."""
     _base, driver = served
     bob, _ = driver.user("bob")
     carol, _ = driver.user("carol")

@@ -11,7 +11,7 @@ import pytest
 
 from microblog.cluster import DEPLOY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def need(program: str) -> str:

@@ -36,9 +36,9 @@ from microblog.follows.models import Follow
 from microblog.posts.models import Post
 from microblog.posts.services import post_create
 from microblog.timelines.models import FanOut, FeedEntry
-from tests.jobs_helpers import bulk_followers, database_url, feed_ids, worker_command, worker_env
-from tests.stream_helpers import MICROBLOG, free_port
-from tests.test_faults import Process, WebUser, app_env, running, wait_for
+from tests.jobs.helpers import bulk_followers, database_url, feed_ids, worker_command, worker_env
+from tests.ops.test_faults import Process, WebUser, app_env, running, wait_for
+from tests.stream.helpers import MICROBLOG, free_port
 
 FOLLOWERS = 40_000
 CHUNK = 100  # 400 chunks: a fan-out of a few seconds, long enough to be cut

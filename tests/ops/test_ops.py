@@ -151,7 +151,7 @@ def test_health_is_down_with_503_when_the_primary_is_unreachable(db, monkeypatch
 
 def test_up_is_liveness_only_and_never_touches_the_database(db, django_assert_num_queries):
     # 200 while the process serves, whatever the database does (a restart would not bring the
-    # database back; /health reports it). tests/test_faults.py stops a real database under it.
+    # database back; /health reports it). tests/ops/test_faults.py stops a real database under it.
     from django.test import Client
 
     with django_assert_num_queries(0):
@@ -544,7 +544,7 @@ def test_slow_queries_exits_non_zero_from_the_command_line(tmp_path):
 
 def test_health_reports_the_stream_served_on_the_same_port_by_microblog_serve(db, tmp_path):
     """`make run` serves /events/ beside the pages: /health says the stream is there."""
-    from tests.stream_helpers import app_process, database_url, free_port, subprocess_env
+    from tests.stream.helpers import app_process, database_url, free_port, subprocess_env
 
     with database_url(tmp_path) as url:
         port = free_port()
