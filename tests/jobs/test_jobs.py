@@ -26,7 +26,7 @@ from microblog.core.models import ScheduledJob
 from microblog.follows.services import follow_create
 from microblog.jobs import queue
 from microblog.moderation.services import report_create
-from microblog.ops import dashboard, scheduler
+from microblog.ops import scheduler
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from microblog.timelines import fanout
@@ -34,7 +34,7 @@ from microblog.timelines.models import FanOut, FeedEntry
 from tests.conftest import refreshed
 
 # Jobs only these tests use. The worker finds a job by its import path, so they must live at
-# module level ("tests.test_jobs.always_fails").
+# module level ("tests.jobs.test_jobs.always_fails").
 ATTEMPTS: Counter[str] = Counter()
 
 
@@ -72,7 +72,7 @@ def make_retries_due() -> int:
 
 
 def test_a_failing_job_is_retried_with_exponential_backoff_then_gives_up(run_jobs, caplog):
-    path = "tests.test_jobs.always_fails"
+    path = "tests.jobs.test_jobs.always_fails"
     always_fails.enqueue("k")
     for attempt in range(1, 5):
         before = timezone.now()
@@ -112,9 +112,11 @@ def test_a_job_that_fails_transiently_succeeds_on_a_retry(run_jobs):
         run_jobs()
         make_retries_due()
     run_jobs()
-    statuses = list(rows("tests.test_jobs.fails_then_succeeds").values_list("status", flat=True))
+    statuses = list(
+        rows("tests.jobs.test_jobs.fails_then_succeeds").values_list("status", flat=True)
+    )
     assert statuses == [TaskResultStatus.FAILED, TaskResultStatus.FAILED, "SUCCESSFUL"]
-    last = rows("tests.test_jobs.fails_then_succeeds").last()
+    last = rows("tests.jobs.test_jobs.fails_then_succeeds").last()
     assert last is not None
     assert last.return_value == "done t"
     assert last.args_kwargs["kwargs"] == {"failures": 2, "attempt": 3}
@@ -123,7 +125,7 @@ def test_a_job_that_fails_transiently_succeeds_on_a_retry(run_jobs):
 def test_dashboard_numbers_follow_the_job_table(run_jobs, make_user, client_for):
     always_fails.enqueue("d")
     run_jobs()  # attempt 1 fails; attempt 2 waits 10 s
-    stats = dashboard.queue_stats()
+    stats = queue.queue_stats()
     assert stats["by_state"] == {"FAILED": 1, "READY": 1}
     assert stats["failed"] == 1
     assert stats["queue_depth"] == 1
@@ -142,13 +144,13 @@ def test_dashboard_numbers_follow_the_job_table(run_jobs, make_user, client_for)
     DBTaskResult.objects.filter(queue_name="fanout").update(
         enqueued_at=timezone.now() - timedelta(minutes=1)
     )
-    stats = dashboard.queue_stats()
+    stats = queue.queue_stats()
     assert stats["depth_by_queue"] == {"default": 1, "fanout": 1}
     assert stats["queue_depth"] == 2
     assert 59 <= stats["oldest_queued_age_s"] <= 120
 
     page = client_for(make_user("ops", is_staff=True)).get("/staff/jobs").content.decode()
-    assert "tests.test_jobs.always_fails" in page
+    assert "tests.jobs.test_jobs.always_fails" in page
     assert "RuntimeError: boom d #1" in page
     assert "2</strong> queued" in page
     assert "1</strong> failed" in page

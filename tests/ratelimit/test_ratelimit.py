@@ -1,5 +1,5 @@
-"""The rate limiter (core.ratelimit), through real requests: every rule fires at its limit + 1 with
-429, Retry-After and the X-RateLimit-* headers (HTML or JSON by Accept), successful responses
+"""The rate limiter (microblog.ratelimit), through real requests: every rule fires at its limit + 1
+with 429, Retry-After and the X-RateLimit-* headers (HTML or JSON by Accept), successful responses
 carry the headers of their tightest limit, X-Forwarded-For is believed only from trusted proxies,
 RATELIMIT_ENABLED=0 turns it all off, the Redis store counts like the database, and two app
 processes sharing a store enforce one global limit.
@@ -336,7 +336,7 @@ def test_sign_ups_per_ip_fire_on_the_form_post(limiter: Any) -> None:
     assert sign_up("newcomer4", "203.0.113.51").status_code == 302
 
 
-@pytest.mark.urls("tests.test_ratelimit")
+@pytest.mark.urls("tests.ratelimit.test_ratelimit")
 def test_reports_per_user(limiter: Any, alice: User, bob: User, client_for: Any) -> None:
     client = client_for(alice)
     for n in range(10):
