@@ -115,10 +115,6 @@ def enqueue_with_write(
         transaction.on_commit(lambda: job_task.enqueue(*args, **kwargs), using=using)
 
 
-# The former name, still called from accounts.services (changed by other work at the moment).
-enqueue_after_commit = enqueue_with_write
-
-
 # --- Fan-out -----------------------------------------------------------------------------
 
 
@@ -138,16 +134,6 @@ def backfill_author(author_id: int) -> int:
     from microblog.timelines import fanout
 
     return fanout.backfill_author(author_id)
-
-
-@job(DEFAULT)
-def rebuild_feed(user_id: int) -> None:
-    from microblog.accounts.models import User
-    from microblog.timelines import fanout
-
-    user = User.objects.filter(id=user_id).first()
-    if user is not None:
-        fanout.rebuild(user)
 
 
 # --- Maintenance (scheduled by `microblog worker`) ---------------------------------------

@@ -1,3 +1,7 @@
+"""The job table (django-tasks-db's DBTaskResult): every read and write of it outside the job
+engine goes through here or the jobs package (the staff dashboard, /health, /metrics, the
+worker's upkeep), so a change of engine touches one package."""
+
 import logging
 import os
 import socket
@@ -6,12 +10,57 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import Count, Min, Q, QuerySet
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django.utils.crypto import get_random_string
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 logger = logging.getLogger("microblog.jobs")
+
+
+def queue_stats() -> dict[str, object]:
+    """Jobs by state, queue depth and the age of the oldest due job: the dashboard, /health and
+    /metrics."""
+    now = timezone.now()
+    by_state = dict(DBTaskResult.objects.values_list("status").annotate(n=Count("id")).order_by())
+    ready = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
+    depth_by_queue = dict(
+        ready.values_list("queue_name").annotate(n=Count("id")).order_by("queue_name")
+    )
+    # A job is due since it was enqueued, or since its run_after when it has one (a retry's
+    # backoff is not waiting); django-tasks-db stores "no run_after" as the maximum date.
+    no_delay = Q(run_after=get_date_max())
+    due = DBTaskResult.objects.ready().aggregate(
+        enqueued=Min("enqueued_at", filter=no_delay), scheduled=Min("run_after", filter=~no_delay)
+    )
+    oldest = min((when for when in due.values() if when is not None), default=None)
+    return {
+        "by_state": by_state,
+        "depth_by_queue": depth_by_queue,
+        "queue_depth": sum(depth_by_queue.values()),
+        "oldest_queued_age_s": (now - oldest).total_seconds() if oldest else 0.0,
+        "failed": by_state.get(TaskResultStatus.FAILED, 0),
+    }
+
+
+def failed_jobs(limit: int) -> "QuerySet[DBTaskResult]":
+    """The newest failed jobs, for review."""
+    return DBTaskResult.objects.filter(status=TaskResultStatus.FAILED).order_by("-finished_at")[
+        :limit
+    ]
+
+
+def queue_again(job_id: UUID) -> str | None:
+    """Enqueues a failed job again with the same arguments, as a fresh first attempt; returns
+    its task path, or None when no failed job has that id."""
+    job = DBTaskResult.objects.filter(id=job_id, status=TaskResultStatus.FAILED).first()
+    if job is None:
+        return None
+    kwargs = dict(job.args_kwargs.get("kwargs", {}))
+    kwargs.pop("attempt", None)
+    job.task.enqueue(*job.args_kwargs.get("args", []), **kwargs)
+    return str(job.task_path)
 
 
 def prune_finished_jobs() -> int:

@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from microblog.core.replicas import REPLICA_LAG_SQL
+
 logger = logging.getLogger("microblog.health")
 
 Check = dict[str, Any]
@@ -50,19 +52,6 @@ def check_database() -> Check:
         logger.error("health: primary database unreachable: %s", error)
         return _failure(error, start)
     return {"ok": True, "vendor": connection.vendor, "latency_ms": _ms(start)}
-
-
-# Replay caught up with what was received: no lag. (Not `=`: after a restart a standby replays
-# its own WAL past the position streaming restarts from, and an idle one would then report the
-# age of its last replayed commit as lag.)
-REPLICA_LAG_SQL = """
-SELECT pg_is_in_recovery(),
-       CASE
-         WHEN NOT pg_is_in_recovery() THEN 0
-         WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
-         ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
-       END
-"""
 
 
 def replica_urls() -> list[str]:
@@ -134,7 +123,7 @@ def check_cache() -> Check:
 
 def check_jobs() -> Check:
     from microblog import jobs
-    from microblog.ops.dashboard import queue_stats
+    from microblog.jobs.queue import queue_stats
 
     try:
         stats = queue_stats()

@@ -41,7 +41,7 @@ from microblog.core.ids import id_to_ms
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
-# --- HTTP (recorded by core.requestlog.RequestLogMiddleware) ------------------------------
+# --- HTTP (recorded by ops.requestlog.RequestLogMiddleware) ------------------------------
 
 HTTP_REQUESTS = Counter(
     "microblog_http_requests_total",
@@ -89,7 +89,7 @@ RATE_LIMIT_REJECTIONS = Counter(
 
 CACHE_REQUESTS = Counter(
     "microblog_cache_requests_total",
-    "Reads of the Django cache through core.metrics.cached_get, by result (hit or miss).",
+    "Reads of the Django cache through ops.metrics.cached_get, by result (hit or miss).",
     ["result"],
 )
 CACHE_HITS = CACHE_REQUESTS.labels(result="hit")
@@ -134,11 +134,11 @@ def cached_get(key: str, default: Any = None, alias: str = "default") -> Any:
 
 
 class QueueCollector(Collector):
-    """Job queue figures, read from the database when scraped (core.dashboard.queue_stats)."""
+    """Job queue figures, read from the database when scraped (jobs.queue.queue_stats)."""
 
     def collect(self) -> Iterable[Any]:
         from microblog import jobs
-        from microblog.ops.dashboard import queue_stats
+        from microblog.jobs.queue import queue_stats
 
         stats = queue_stats()
         depth = GaugeMetricFamily(
