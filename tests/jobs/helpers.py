@@ -21,7 +21,7 @@ from microblog.accounts.models import User
 from microblog.follows.models import Follow
 from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
-from microblog.timelines import selectors
+from tests.feeds import feed_ids, pull_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,24 +167,6 @@ def bulk_followers(author: User, count: int, prefix: str) -> None:
 
 
 # --- Invariants ---------------------------------------------------------------------------
-
-
-def feed_ids(user: User, max_pages: int = 1000) -> list[int]:
-    """Every post id of the user's For You, page by page (selectors.for_you) to the end."""
-    user = User.objects.get(id=user.id)
-    ids: list[int] = []
-    cursor = None
-    for _ in range(max_pages):
-        page = selectors.for_you(user, cursor)
-        ids += [p.id for p in page.items]
-        if not page.has_more:
-            return ids
-        cursor = page.next_cursor
-    raise AssertionError(f"more than {max_pages} pages for {user}")
-
-
-def pull_ids(user: User) -> list[int]:
-    return list(selectors.for_you_pull_query(user).order_by("-id").values_list("id", flat=True))
 
 
 def assert_feeds_match_pull_query(users: list[User] | None = None) -> None:

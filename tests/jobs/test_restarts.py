@@ -36,7 +36,8 @@ from microblog.follows.models import Follow
 from microblog.posts.models import Post
 from microblog.posts.services import post_create
 from microblog.timelines.models import FanOut, FeedEntry
-from tests.jobs.helpers import bulk_followers, database_url, feed_ids, worker_command, worker_env
+from tests.feeds import feed_ids
+from tests.jobs.helpers import bulk_followers, database_url, worker_command, worker_env
 from tests.ops.test_faults import Process, WebUser, app_env, running, wait_for
 from tests.stream.helpers import MICROBLOG, free_port
 

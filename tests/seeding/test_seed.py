@@ -14,8 +14,9 @@ from microblog.follows.models import Follow
 from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
 from microblog.seeding import seeder
-from microblog.timelines import fanout, selectors
+from microblog.timelines import fanout
 from microblog.timelines.models import FeedEntry
+from tests.feeds import feed_ids, pull_ids
 
 COUNTS = {"users": 200, "follows": 3_000, "posts": 600, "top_followers": 150}
 
@@ -32,21 +33,6 @@ def seeded(settings, db):
     settings.FANOUT_CELEBRITY_FOLLOWERS = 60
     settings.FEED_MAX_ENTRIES = 40
     return run_seed()
-
-
-def feed_ids(user: User) -> list[int]:
-    ids: list[int] = []
-    cursor = None
-    while True:
-        page = selectors.for_you(user, cursor)
-        ids += [p.id for p in page.items]
-        if not page.has_more:
-            return ids
-        cursor = page.next_cursor
-
-
-def pull_ids(user: User) -> list[int]:
-    return list(selectors.for_you_pull_query(user).order_by("-id").values_list("id", flat=True))
 
 
 def test_seed_creates_the_requested_counts(seeded):

@@ -9,25 +9,10 @@ from microblog.accounts.models import User
 from microblog.accounts.services import user_mark_seen
 from microblog.follows.services import follow_create, follow_delete
 from microblog.posts.services import post_delete
-from microblog.timelines import fanout, selectors
+from microblog.timelines import fanout
 from microblog.timelines.models import FeedEntry
 from tests.conftest import refreshed
-
-
-def feed_ids(user: User) -> list[int]:
-    """Every post id of the user's For You, page by page to the end."""
-    ids: list[int] = []
-    cursor = None
-    while True:
-        page = selectors.for_you(refreshed(user), cursor)
-        ids += [p.id for p in page.items]
-        if not page.has_more:
-            return ids
-        cursor = page.next_cursor
-
-
-def pull_ids(user: User) -> list[int]:
-    return list(selectors.for_you_pull_query(user).order_by("-id").values_list("id", flat=True))
+from tests.feeds import feed_ids, pull_ids
 
 
 def stored(user: User) -> set[int]:

@@ -44,9 +44,10 @@ from microblog.follows.services import follow_create, follow_delete
 from microblog.ops.counters import reconcile
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
-from microblog.timelines import fanout, selectors
+from microblog.timelines import fanout
 from microblog.timelines.models import FeedEntry
 from tests.conftest import PASSWORD
+from tests.feeds import feed_ids, pull_ids
 
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "50"))
 STEPS = int(os.environ.get("STATEFUL_STEPS", "50"))
@@ -54,25 +55,6 @@ MAX_USERS = 6
 FIRST_THRESHOLD = 2
 
 index = st.integers(min_value=0, max_value=50)  # picks from a list modulo its length
-
-
-def feed_ids(user_id: int) -> list[int]:
-    """The reader's For You, page by page to the end, as the views read it."""
-    ids: list[int] = []
-    cursor = None
-    for _ in range(1000):
-        page = selectors.for_you(User.objects.get(id=user_id), cursor)
-        ids += [p.id for p in page.items]
-        if not page.has_more:
-            return ids
-        assert page.next_cursor is not None and page.next_cursor < (cursor or 1 << 63)
-        cursor = page.next_cursor
-    raise AssertionError("For You never ended")
-
-
-def pull_ids(user_id: int) -> list[int]:
-    user = User.objects.get(id=user_id)
-    return list(selectors.for_you_pull_query(user).order_by("-id").values_list("id", flat=True))
 
 
 def clear_tables() -> None:
