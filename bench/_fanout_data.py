@@ -10,8 +10,8 @@ from django.db import connection, transaction
 
 from microblog.accounts.models import User
 from microblog.core.ids import new_id
-from microblog.core.seeding import USER_COLUMNS, Loader
 from microblog.posts.models import Post
+from microblog.seeding.seeder import USER_COLUMNS, Loader
 
 READERS = 100_000
 BACKLOG_POSTS = 30

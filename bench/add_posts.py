@@ -30,14 +30,14 @@ def main() -> None:
 
     from django.db import connection, transaction
 
-    from microblog.core import seeding
     from microblog.core.ids import EPOCH_MS, LOW_BITS
     from microblog.posts.models import Post
+    from microblog.seeding import seeder
 
     def step(label: str, seconds: float) -> None:
         print(f"  {label}: {seconds:.1f}s", flush=True)
 
-    users = seeding.User.objects.count()
+    users = seeder.User.objects.count()
     top = Post.objects.filter(parent__isnull=True).count()
     wanted = users * args.per_user - top
     if wanted <= 0:
@@ -45,14 +45,14 @@ def main() -> None:
     print(f"Adding {wanted:,} top-level posts to {top:,} ({users:,} users)", flush=True)
     rng = random.Random(args.random_seed)
     now_ms = int(time.time() * 1000)
-    start_ms = now_ms - args.days * seeding.DAY_MS
-    posts, feed, users_table = seeding.POSTS, seeding.FEED, seeding.USERS
+    start_ms = now_ms - args.days * seeder.DAY_MS
+    posts, feed, users_table = seeder.POSTS, seeder.FEED, seeder.USERS
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
             cursor.execute("SET LOCAL work_mem = '256MB'")
             cursor.execute("SET LOCAL synchronous_commit = off")
-        schema = seeding.PostgresSchema([posts, feed], keep_primary={posts})
+        schema = seeder.PostgresSchema([posts, feed], keep_primary={posts})
         t0 = time.monotonic()
         schema.drop()
         with connection.cursor() as cursor:
@@ -69,8 +69,8 @@ def main() -> None:
                 yield (
                     post_id,
                     rng.randint(1, users),
-                    seeding._post_text(rng),
-                    seeding._ts(ms),
+                    seeder._post_text(rng),
+                    seeder._ts(ms),
                 )
 
         with connection.cursor() as cursor:
@@ -78,7 +78,7 @@ def main() -> None:
                 "CREATE TEMP TABLE new_posts (id bigint, author_id bigint, content text, "
                 "created_at timestamptz) ON COMMIT DROP"
             )
-        seeding.Loader().rows("new_posts", ["id", "author_id", "content", "created_at"], rows())
+        seeder.Loader().rows("new_posts", ["id", "author_id", "content", "created_at"], rows())
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
@@ -102,9 +102,9 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {posts}")
             cursor.execute(f"ANALYZE {users_table}")
-        seeding._build_feeds(now_ms, step)
+        seeder._build_feeds(now_ms, step)
         schema.restore([feed], step)
-        seeding._set_horizons(step)
+        seeder._set_horizons(step)
     with connection.cursor() as cursor:
         for table in (users_table, posts, feed):
             t0 = time.monotonic()

@@ -144,7 +144,7 @@ def statement_cost(calls: int = 500) -> dict[str, float]:
     synchronously (PostgreSQL: the limiter turns synchronous_commit off for its statement)."""
     from django.db import connection
 
-    from microblog.core import ratelimit
+    from microblog import ratelimit
 
     store = ratelimit.DatabaseStore()
     slot = [("bench:statement", 0, 1)]

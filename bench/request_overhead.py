@@ -40,7 +40,7 @@ from microblog.accounts.models import User
 from microblog.follows.services import follow_create
 from microblog.posts.services import post_create
 
-MIDDLEWARE = "microblog.core.requestlog.RequestLogMiddleware"
+MIDDLEWARE = "microblog.ops.requestlog.RequestLogMiddleware"
 
 
 def prepare() -> User:
@@ -81,7 +81,7 @@ def micro(rounds: int, calls: int = 5000) -> dict[str, float]:
     from django.test import RequestFactory
     from django.urls import resolve
 
-    from microblog.core.requestlog import RequestLogMiddleware
+    from microblog.ops.requestlog import RequestLogMiddleware
 
     match = resolve("/")
 

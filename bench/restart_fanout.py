@@ -30,7 +30,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
-SEED_PASSWORD = "seeded-password-1"  # every seeded account's (microblog.core.seeding)
+SEED_PASSWORD = "seeded-password-1"  # every seeded account's (microblog.seeding.seeder)
 
 
 def app_env() -> dict[str, str]:

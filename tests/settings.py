@@ -16,7 +16,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Jobs run in-process right after the commit that enqueued them, so request tests see a fan-out
 # as a user with a running worker would. Tests of the job system itself switch to the real
-# database backend and run the real worker (tests/test_jobs.py).
+# database backend and run the real worker (tests/jobs/test_jobs.py).
 TASKS = {
     "default": {
         "BACKEND": os.environ.get(
@@ -27,7 +27,7 @@ TASKS = {
 }
 
 # The rate limiter is off for the suite, whose tests send many requests from one address and user
-# (hostile-input tests alone send hundreds); tests/test_ratelimit.py turns it on with the
+# (hostile-input tests alone send hundreds); tests/ratelimit/test_ratelimit.py turns it on with the
 # `settings` fixture. (RATELIMIT_ENABLED=1 turns it on everywhere: tests that send more than a
 # limit's worth of requests then see 429s.)
 RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)  # noqa: F405

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "microblog.follows",
     "microblog.timelines",
     "microblog.moderation",
+    "microblog.ops",
+    "microblog.seeding",
     "django_tasks_db",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -70,7 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First, so its duration and query count cover the whole stack (docs/operations.md).
-    "microblog.core.requestlog.RequestLogMiddleware",
+    "microblog.ops.requestlog.RequestLogMiddleware",
     # Where this request's page reads go: a healthy replica or the primary (core.replicas).
     "microblog.core.replicas.ReplicaReadsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -85,8 +87,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # After auth: per-user limits need request.user (core.ratelimit).
-    "microblog.core.ratelimit.RateLimitMiddleware",
+    # After auth: per-user limits need request.user (microblog.ratelimit).
+    "microblog.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Signed-in pages: Cache-Control: private, no-store.
     "microblog.core.middleware.PrivatePagesMiddleware",
@@ -273,12 +275,12 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_MAX_AGE = 3600
 
 # Logs go to stdout, one JSON object per line (LOG_FORMAT=text for plain lines); every request
-# writes one line on the "microblog.requests" logger (core.requestlog).
+# writes one line on the "microblog.requests" logger (ops.requestlog).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "microblog.core.requestlog.JsonFormatter"},
+        "json": {"()": "microblog.ops.requestlog.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {
@@ -332,13 +334,13 @@ FANOUT_CHUNK_SIZE = env_int("FANOUT_CHUNK_SIZE", 5_000)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
 JOB_RETRY_BASE_SECONDS = float(os.environ.get("JOB_RETRY_BASE_SECONDS", "2"))
 # A job RUNNING this long is presumed abandoned by a dead worker and queued again
-# (core.maintenance.requeue_abandoned_jobs); keep it above the longest job.
+# (jobs.queue.requeue_abandoned_jobs); keep it above the longest job.
 JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 3600)
 # Asked to stop, a worker lets its current job run this long, then interrupts it and puts it back
 # in the queue (a fan-out stops at once, at its next chunk); `microblog serve` forces a worker
 # still running a few seconds after that. Give a process manager more (docs/operations.md).
 JOB_STOP_GRACE_SECONDS = float(os.environ.get("JOB_STOP_GRACE_SECONDS", "20"))
-# How often every worker's scheduler thread looks for due maintenance (core.scheduler).
+# How often every worker's scheduler thread looks for due maintenance (ops.scheduler).
 SCHEDULER_POLL_SECONDS = float(os.environ.get("SCHEDULER_POLL_SECONDS", "15"))
 # Periodic maintenance, run by `microblog worker`'s scheduler (seconds between runs).
 MAINTENANCE_INTERVALS = {
@@ -360,8 +362,8 @@ LAST_SEEN_UPDATE_SECONDS = env_int("LAST_SEEN_UPDATE_SECONDS", 300)
 # falling back to the ORM, and each key's first result is compared with the ORM's. On in tests.
 SQLCACHE_STRICT = DEBUG
 
-# Rate limits (core.ratelimit, docs/operations.md): fixed windows counted on the database, or on
-# Redis when REDIS_URL is set. Each rule is "COUNT/PERIOD" (period in s, m, h or d) and can be
+# Rate limits (microblog.ratelimit, docs/operations.md): fixed windows counted on the database, or
+# on Redis when REDIS_URL is set. Each rule is "COUNT/PERIOD" (period in s, m, h or d) and can be
 # overridden by its environment variable, e.g. RATELIMIT_POSTS=20/1m. RATELIMIT_ENABLED=0 turns
 # every limit off (load tests, local tools).
 RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
@@ -400,7 +402,7 @@ RATELIMIT_RULES = {
     ).items()
 }
 # A browser that logged in to an account before keeps a signed cookie naming it for this long
-# (seconds); it lets that browser past the account's per-username log-in lock (core.ratelimit).
+# (seconds); it lets that browser past the account's per-username log-in lock (microblog.ratelimit).
 LOGIN_DEVICE_COOKIE_AGE = env_int("LOGIN_DEVICE_COOKIE_AGE", 365 * 86400)
 # Not counted: liveness, health and metrics probes.
 RATELIMIT_EXEMPT_PATHS = env_list("RATELIMIT_EXEMPT_PATHS", ["/up", "/health", "/metrics"])

@@ -3,9 +3,9 @@ from django.urls import path, register_converter
 from django.views.generic import RedirectView
 
 from microblog.accounts import views as accounts
-from microblog.core import dashboard, health, metrics
 from microblog.core import views as core
 from microblog.moderation import views as moderation
+from microblog.ops import dashboard, health, metrics
 from microblog.posts import views as posts
 from microblog.timelines import views as timelines
 

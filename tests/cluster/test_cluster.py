@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from microblog.cluster import WEB_INSTANCES, Cluster
-from tests.stream_helpers import EventStream
-from tests.test_browser import TIMEOUT_MS, browser, log_in  # noqa: F401 (fixture)
-from tests.test_faults import WebUser
+from tests.ops.test_faults import WebUser
+from tests.pages.test_browser import TIMEOUT_MS, browser, log_in  # noqa: F401 (fixture)
+from tests.stream.helpers import EventStream
 
 with contextlib.suppress(ImportError):  # the dev extra installs it; test_browser skips without
     from playwright.sync_api import Browser, expect

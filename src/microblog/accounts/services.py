@@ -97,7 +97,7 @@ def user_erase(*, user: User) -> None:
         fanout.remove_reader(user)
         user.delete()
         for author_id in no_longer_celebrities:
-            jobs.enqueue_after_commit(jobs.backfill_author, author_id)
+            jobs.enqueue_with_write(jobs.backfill_author, author_id)
 
 
 def user_mark_seen(*, user: User, now: datetime) -> None:

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from microblog import ratelimit
 from microblog.accounts import services
 from microblog.accounts.forms import (
     DeleteAccountForm,
@@ -21,7 +22,7 @@ from microblog.accounts.forms import (
     SignUpForm,
 )
 from microblog.accounts.models import User
-from microblog.core import ratelimit, sqlcache
+from microblog.core import sqlcache
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
@@ -68,7 +69,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             login(request, user, backend="microblog.accounts.backends.CaseInsensitiveModelBackend")
             messages.success(request, f"Welcome to Microblog, {user.username}!")
             response = redirect("home")
-            # The browser that created the account is one it knows (core.ratelimit).
+            # The browser that created the account is one it knows (microblog.ratelimit).
             ratelimit.remember_device(request, response, user.username)
             return response
     status = 400 if form.is_bound else 200
@@ -84,7 +85,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             username = form.cleaned_data["username"]
-            # Counted as a failure before the password is hashed (core.ratelimit), refunded on
+            # Counted as a failure before the password is hashed (microblog.ratelimit), refunded on
             # success; refused unchecked once the client or the username has too many failures.
             try:
                 attempt = ratelimit.login_reserve(request, username)

@@ -51,7 +51,8 @@ def _forget_urls(**kwargs: Any) -> None:
 
 def profile_path(username: str) -> str:
     """`/@<username>`, built directly: reverse() was 15% of a feed page's time (docs/benchmarks.md),
-    and a post card links to its author twice. tests/test_templates checks it matches reverse()."""
+    and a post card links to its author twice. tests/core/test_templates checks it matches
+    reverse()."""
     return "/@" + username
 
 

@@ -15,7 +15,7 @@ class ScheduledJob(models.Model):
 
 
 class RateLimitCounter(models.Model):
-    """One fixed-window counter of the rate limiter (core.ratelimit): how many times `key` (a
+    """One fixed-window counter of the rate limiter (microblog.ratelimit): how many times `key` (a
     rule and a subject, e.g. "posts:u:42") was counted in the window starting at `window_start`
     (Unix seconds). Each check is one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING count`;
     rows past `expires_at` are pruned by the `ratelimit_prune` maintenance job."""

@@ -58,6 +58,18 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The replica this request's page reads go to; None: the primary.
 _request_replica: ContextVar[str | None] = ContextVar("request_replica", default=None)
 
+# Replay caught up with what was received: no lag. (Not `=`: after a restart a standby replays
+# its own WAL past the position streaming restarts from, and an idle one would then report the
+# age of its last replayed commit as lag.)
+REPLICA_LAG_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE
+         WHEN NOT pg_is_in_recovery() THEN 0
+         WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
+         ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
+       END
+"""
+
 
 def replica_aliases() -> list[str]:
     return [alias for alias in settings.DATABASES if alias.startswith("replica")]
@@ -103,8 +115,6 @@ _probe_lock = threading.Lock()
 def probe(alias: str) -> bool:
     """Asks the replica for its replay lag (on this thread's connection to it); True when it
     answers and lags no more than REPLICA_MAX_LAG_SECONDS."""
-    from microblog.core.health import REPLICA_LAG_SQL
-
     state = _health.setdefault(alias, _Health())
     try:
         with connections[alias].cursor() as cursor:

@@ -10,8 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from microblog import ratelimit
 from microblog.accounts.models import User
-from microblog.core import ratelimit
 from microblog.core.errors import ServiceError
 from microblog.core.http import safe_next, staff_required
 from microblog.core.jinja import post_path

@@ -46,7 +46,7 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.
             fanout.add_own_post(post)
-            # The fan-out's progress row and its job commit with the post (jobs.py).
+            # The fan-out's progress row and its job commit with the post (microblog.jobs).
             fanout.record_fan_out(post)
             jobs.enqueue_with_write(jobs.fan_out_post, post.id)
         # Open pages learn of the post once it is committed (stream/events.py).

@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from microblog.core import ratelimit
+from microblog import ratelimit
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
 from microblog.moderation.selectors import can_see

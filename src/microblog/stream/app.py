@@ -49,10 +49,10 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from microblog.core import ratelimit
+from microblog import ratelimit
 from microblog.core.ids import id_to_ms
-from microblog.core.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.core.pagination import MAX_ID
+from microblog.ops.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.stream.events import (
     CHANNEL,
     CountEvent,

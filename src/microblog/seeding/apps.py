@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SeedingConfig(AppConfig):
+    name = "microblog.seeding"
+    label = "seeding"
