@@ -12,6 +12,7 @@ from django.utils import timezone
 from microblog import jobs
 from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User, username_validator
 from microblog.core.errors import Conflict, Invalid, NotAllowed
+from microblog.core.ids import MAX_ID
 from microblog.core.text import clean_text
 from microblog.follows.models import Follow
 from microblog.timelines import fanout
@@ -126,10 +127,15 @@ def user_erase(*, user: User) -> None:
 
 def user_mark_seen(*, user: User, now: datetime) -> None:
     """Records a visit. A reader back after FANOUT_INACTIVE_DAYS had no fan-out meanwhile, so
-    their feed is rebuilt; the visit is committed first so fan-out jobs from then on include
-    them, and the rebuild then sees every post those jobs skipped."""
-    was_active = fanout.is_active(user, now)
-    User.objects.filter(id=user.id).update(last_seen_at=now)
+    their feed is rebuilt by the `rebuild_feed` job, not in the request: the job commits with
+    the visit, so fan-out jobs from then on include them and the rebuild sees every post those
+    jobs skipped. Until it has run, the feed's horizon stands above every id, so their For You
+    comes from the pull query (timelines.selectors.for_you) and is right meanwhile."""
+    if fanout.is_active(user, now):
+        User.objects.filter(id=user.id).update(last_seen_at=now)
+    else:
+        with transaction.atomic():
+            User.objects.filter(id=user.id).update(last_seen_at=now, feed_horizon=MAX_ID)
+            jobs.enqueue_with_write(jobs.rebuild_feed, user.id)
+        user.feed_horizon = MAX_ID
     user.last_seen_at = now
-    if not was_active:
-        fanout.rebuild(user)
