@@ -11,7 +11,6 @@ import time
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 LOW_BITS = 22
-LOW_MASK = (1 << LOW_BITS) - 1
 # Ids are positive and fit a signed 64-bit column (PostgreSQL's bigint).
 MAX_ID = (1 << 63) - 1
 # The digits of an id as it may appear in a request: at most 19, ASCII only.
