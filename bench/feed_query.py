@@ -38,7 +38,6 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
 
     from microblog.accounts.models import User
-    from microblog.core.pagination import MAX_ID
     from microblog.follows.models import Follow
     from microblog.posts.models import Post
     from microblog.timelines import fanout, selectors
@@ -54,7 +53,11 @@ def main() -> None:
     deep_items = size * (DEEP_PAGE - 1)
 
     def deep_cursor(user: User) -> int | None:
-        ids = selectors.for_you_pull_ids(user, MAX_ID, deep_items + 1)
+        ids = list(
+            selectors.for_you_pull_query(user)
+            .order_by("-id")
+            .values_list("id", flat=True)[: deep_items + 1]
+        )
         return ids[deep_items - 1] if len(ids) > deep_items else None
 
     db_ms = [0.0]

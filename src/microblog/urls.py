@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 
 from microblog.accounts import views as accounts
 from microblog.core import views as core
+from microblog.core.ids import ID_PATTERN, parse_id
 from microblog.moderation import views as moderation
 from microblog.ops import dashboard, health, metrics
 from microblog.posts import views as posts
@@ -13,11 +14,11 @@ from microblog.timelines import views as timelines
 class PostIdConverter:
     """Post ids are positive 64-bit integers; longer digit strings are a 404, not an overflow."""
 
-    regex = "[0-9]{1,19}"
+    regex = ID_PATTERN
 
     def to_python(self, value: str) -> int:
-        number = int(value)
-        if number > (1 << 63) - 1:
+        number = parse_id(value)
+        if number is None:
             raise ValueError(value)
         return number
 

@@ -16,7 +16,6 @@ from django.contrib.auth.hashers import (
     make_password,
 )
 from django.contrib.sessions.models import Session
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.test import Client
 
@@ -27,7 +26,7 @@ from microblog.accounts.services import (
     user_delete,
     user_update_profile,
 )
-from microblog.core.errors import ServiceError
+from microblog.core.errors import Conflict, Invalid, NotAllowed
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create
 from microblog.posts.models import Post
@@ -1011,7 +1010,7 @@ def test_user_create_service_creates_a_hashed_user():
 
 @pytest.mark.parametrize("taken", ["alice", "ALICE", " Alice "])
 def test_user_create_service_refuses_a_taken_name(alice, taken):
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(Conflict) as caught:
         user_create(username=taken, password=PASSWORD)
 
     assert caught.value.code == "unique"
@@ -1020,7 +1019,7 @@ def test_user_create_service_refuses_a_taken_name(alice, taken):
 
 @pytest.mark.parametrize("name", ["", "a b", "a-b", "\U0001f600", "x" * 51, "\u0661\u0662"])
 def test_user_create_service_refuses_a_malformed_name(name):
-    with pytest.raises(ValidationError):
+    with pytest.raises(Invalid):
         user_create(username=name, password=PASSWORD)
 
     assert not User.objects.exists()
@@ -1028,7 +1027,7 @@ def test_user_create_service_refuses_a_malformed_name(name):
 
 @pytest.mark.parametrize("password", ["zq7#Kx", "password123", "48201937465", "weakling1x"])
 def test_user_create_service_refuses_a_weak_password(password):
-    with pytest.raises(ValidationError):
+    with pytest.raises(Invalid):
         user_create(username="weakling", password=password)
 
     assert not User.objects.exists()
@@ -1046,17 +1045,17 @@ def test_user_update_profile_service_validates_the_bio(alice):
     assert refreshed(alice).description == "hi"
 
     for bad in ("x" * 121, "nul\x00", "bell\x07"):
-        with pytest.raises(ValidationError):
+        with pytest.raises(Invalid):
             user_update_profile(user=alice, description=bad)
         assert refreshed(alice).description == "hi"
 
 
 def test_user_change_password_service(alice):
-    with pytest.raises(ServiceError):
+    with pytest.raises(NotAllowed):
         user_change_password(user=alice, current_password="wrong", new_password=NEW_PASSWORD)
     assert refreshed(alice).check_password(PASSWORD)
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(Invalid):
         user_change_password(user=alice, current_password=PASSWORD, new_password="short")
     assert refreshed(alice).check_password(PASSWORD)
 
@@ -1067,7 +1066,7 @@ def test_user_change_password_service(alice):
 def test_user_delete_service(social_graph):
     victim = social_graph["users"]["victim"]
 
-    with pytest.raises(ServiceError):
+    with pytest.raises(NotAllowed):
         user_delete(user=victim, password="wrong")
     assert User.objects.filter(id=victim.id).exists()
 

@@ -15,7 +15,6 @@ from django.test import Client
 from microblog.accounts.models import User
 from microblog.accounts.services import user_erase
 from microblog.core.errors import ServiceError
-from microblog.follows import selectors
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create, follow_delete
 from tests.conftest import refreshed
@@ -512,10 +511,3 @@ def test_database_refuses_a_duplicate_follow_row(alice, bob):
 
     with pytest.raises(IntegrityError), transaction.atomic():
         Follow.objects.create(follower_id=alice.id, followed_id=bob.id)
-
-
-def test_is_following_selector(alice, bob):
-    follow_create(follower=alice, followed=bob)
-
-    assert selectors.is_following(follower=alice, followed=bob)
-    assert not selectors.is_following(follower=bob, followed=alice)

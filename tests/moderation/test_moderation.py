@@ -6,12 +6,11 @@ import re
 from collections.abc import Callable
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.test import Client
 from hypothesis import given
 
 from microblog.accounts.models import User
-from microblog.core.errors import ServiceError
+from microblog.core.errors import Invalid, ServiceError
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create
 from microblog.moderation.models import Block, ModerationAction, Mute, Report
@@ -215,7 +214,7 @@ def test_report_create_stores_clean_text_or_refuses_and_saves_nothing(
     )
     try:
         report = report_create(reporter=bob, post_id=post.id, reason="other", text=note)
-    except ValidationError as error:
+    except Invalid as error:
         assert error.messages and all(error.messages)
         assert not Report.objects.exists()
         assert not acceptable(note, 500, allow_empty=True)

@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
 
+from microblog.core.errors import Invalid, NotAllowed, NotFound
 from microblog.core.jinja import initials, reltime
 from microblog.follows.services import follow_create
 from microblog.posts.models import Post
@@ -44,7 +44,7 @@ def test_post_create_accepts_exactly_200_characters_after_trimming(alice):
 
 
 def test_post_create_refuses_201_characters_and_writes_nothing(alice):
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(Invalid) as error:
         post_create(author=alice, content="a" * 201)
     assert error.value.messages == ["The post is 201 characters long; the limit is 200."]
     assert Post.objects.count() == 0
@@ -53,7 +53,7 @@ def test_post_create_refuses_201_characters_and_writes_nothing(alice):
 
 @pytest.mark.parametrize("content", ["", "   ", "\n\t \r\n"])
 def test_post_create_refuses_empty_or_whitespace_only_content(alice, content):
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(Invalid) as error:
         post_create(author=alice, content=content)
     assert error.value.messages == [EMPTY]
     assert Post.objects.count() == 0
@@ -71,7 +71,7 @@ def test_reply_counts_on_the_parent_and_the_author(alice, bob, make_post):
 
 
 def test_reply_to_a_missing_post_is_refused_and_writes_nothing(alice):
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(NotFound) as error:
         post_create(author=alice, content="hello?", parent_id=123456789)
     assert error.value.messages == [PARENT_MISSING]
     assert Post.objects.count() == 0
@@ -81,7 +81,7 @@ def test_reply_to_a_missing_post_is_refused_and_writes_nothing(alice):
 def test_reply_to_a_deleted_post_is_refused_and_writes_nothing(alice, bob, make_post):
     parent = make_post(alice, "soon gone")
     post_delete(post=parent, actor=alice)
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(NotFound) as error:
         post_create(author=bob, content="too late", parent_id=parent.id)
     assert error.value.messages == [PARENT_MISSING]
     assert Post.objects.count() == 0
@@ -112,7 +112,7 @@ def test_deleting_the_same_post_twice_changes_the_counters_once(alice, make_post
 
 def test_post_delete_by_another_user_is_refused(alice, bob, make_post):
     post = make_post(alice, "mine")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotAllowed):
         post_delete(post=post, actor=bob)
     assert Post.objects.filter(id=post.id).exists()
     assert refreshed(alice).posts_count == 1
@@ -500,3 +500,32 @@ def test_a_deleted_or_hidden_post_shows_our_404_page_under_debug_too(
         page = response.content.decode()
         assert "That page does not exist, or it was deleted." in page, path
         assert "URLconf" not in page and "Using the URLconf" not in page, path
+
+
+# --- The admin -------------------------------------------------------------------------------
+
+
+def test_the_post_admin_shows_a_post_read_only_and_changes_nothing(
+    alice, bob, make_post, make_user, client_for
+):
+    """Author, parent and text are what counters, feed entries and threads were computed from:
+    the admin shows them and saves no change to them (a change page posted by hand included)."""
+    root = make_user("root", is_staff=True, is_superuser=True)
+    parent = make_post(bob, "bob's post")
+    post = make_post(alice, "alice's reply", parent=parent)
+    client = client_for(root)
+    page = client.get(f"/admin/posts/post/{post.id}/change/")
+    assert page.status_code == 200
+    assert "alice's reply" in text(page)
+    assert 'name="content"' not in page.content.decode()
+    assert 'name="author"' not in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()
+    response = client.post(
+        f"/admin/posts/post/{post.id}/change/",
+        {"author": bob.id, "parent": "", "content": "words alice never wrote", "_save": "Save"},
+    )
+    assert response.status_code == 403
+    post.refresh_from_db()
+    assert (post.author_id, post.parent_id, post.content) == (alice.id, parent.id, "alice's reply")
+    assert refreshed(alice).posts_count == 1 and refreshed(bob).posts_count == 1
+    assert Post.objects.get(id=parent.id).replies_count == 1

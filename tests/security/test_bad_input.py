@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlencode
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 
 from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User
 from microblog.accounts.services import user_update_profile
+from microblog.core.errors import Invalid
 from microblog.core.validators import is_blank
 from microblog.follows.models import Follow
 from microblog.moderation.models import Block, ModerationAction, Mute, Report
@@ -984,7 +984,7 @@ def test_post_create_stores_clean_text_or_refuses_and_saves_nothing(
     before = counts()
     try:
         post = post_create(author=alice, content=content)
-    except ValidationError as error:
+    except Invalid as error:
         assert counts() == before
         assert error.messages and all(error.messages)
         assert not acceptable(content, CONTENT_MAX_LENGTH, allow_empty=False), error.messages
@@ -1006,7 +1006,7 @@ def test_user_update_profile_stores_clean_text_or_refuses_and_saves_nothing(
     user = refreshed(alice)
     try:
         user_update_profile(user=user, description=description)
-    except ValidationError as error:
+    except Invalid as error:
         assert error.messages and all(error.messages)
         assert refreshed(alice).description == "previous"
         assert not acceptable(description, DESCRIPTION_MAX_LENGTH, allow_empty=True)

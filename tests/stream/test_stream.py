@@ -13,7 +13,13 @@ import pytest
 from microblog.accounts.models import User
 from microblog.posts.services import post_create
 from microblog.stream.app import Subscription
-from microblog.stream.events import CountEvent, FollowEvent, PostEvent, RepliesChangedEvent, parse
+from microblog.stream.events import (
+    CountEvent,
+    FiltersChangedEvent,
+    PostEvent,
+    RepliesChangedEvent,
+    parse,
+)
 from tests.stream.helpers import (
     Driver,
     EventStream,
@@ -107,7 +113,7 @@ def test_event_payloads_round_trip_and_malformed_ones_are_skipped() -> None:
     event = PostEvent(383707940417685241, 7, None)
     assert parse(event.to_json()) == event
     assert '"id":"383707940417685241"' in event.for_browser()  # a string: beyond 2**53
-    assert parse('{"follower": 4}') == FollowEvent(4)
+    assert parse('{"filters_of": 4}') == FiltersChangedEvent(4)
     assert parse('{"replies_of": 9}') == RepliesChangedEvent(9)
     for bad in ["", "nope", "[]", '{"id": "x"}', '{"author": 1}', "null"]:
         assert parse(bad) is None

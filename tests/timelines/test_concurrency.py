@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connections
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from microblog.accounts.models import User
+from microblog.core.errors import NotFound
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create, follow_delete
 from microblog.posts.models import Post
@@ -76,7 +76,7 @@ def run_threads(
 def reply_or_parent_gone(author: User, parent_id: int) -> None:
     try:
         post_create(author=author, content="a reply", parent_id=parent_id)
-    except ValidationError as error:
+    except NotFound as error:
         if error.messages != [PARENT_MISSING]:
             raise
 

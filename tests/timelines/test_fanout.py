@@ -3,8 +3,11 @@
 from datetime import timedelta
 
 import pytest
+from django.tasks import TaskResultStatus
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
+from microblog import jobs
 from microblog.accounts.models import User
 from microblog.accounts.services import user_mark_seen
 from microblog.follows.services import follow_create, follow_delete
@@ -85,6 +88,37 @@ def test_inactive_readers_are_skipped_and_rebuilt_when_they_return(settings, ali
     user_mark_seen(user=refreshed(bob), now=timezone.now())
     assert post.id in stored(bob)
     assert feed_ids(bob) == pull_ids(bob)
+
+
+def test_a_returning_readers_feed_is_rebuilt_by_a_job_and_their_page_is_right_meanwhile(
+    db_job_backend, alice, bob, make_post, client_for
+):
+    """The visit does not rebuild the feed inside the GET: it enqueues the `rebuild_feed` job,
+    and until the job has run the reader's For You comes from the pull query."""
+    run_jobs = db_job_backend
+    follow_create(follower=bob, followed=alice)
+    User.objects.filter(id=bob.id).update(last_seen_at=timezone.now() - timedelta(days=31))
+    posts = [make_post(alice, f"while bob was away {i}") for i in range(3)]
+    run_jobs()  # the fan-outs skip bob, who is inactive
+    away = {post.id for post in posts}
+    assert not away & stored(bob)
+    client = client_for(bob)
+
+    page = client.get("/").content.decode()  # the visit (accounts.middleware)
+
+    assert all(f"while bob was away {i}" in page for i in range(3))
+    assert not away & stored(bob), "the feed was rebuilt inside the request"
+    queued = DBTaskResult.objects.filter(
+        task_path=jobs.rebuild_feed.module_path, status=TaskResultStatus.READY
+    )
+    assert [row.args_kwargs["args"] for row in queued] == [[bob.id]]
+    newer = make_post(alice, "posted before the rebuild ran")
+    run_jobs()  # the fan-out (which skips bob's pending feed), then the rebuild
+    assert away | {newer.id} <= stored(bob)
+    assert refreshed(bob).feed_horizon == 0
+    assert feed_ids(refreshed(bob)) == pull_ids(bob)
+    page = client.get("/").content.decode()
+    assert "posted before the rebuild ran" in page and "while bob was away 0" in page
 
 
 def test_trimmed_feed_falls_back_to_pull_query_past_the_cap(settings, alice, bob, make_post):

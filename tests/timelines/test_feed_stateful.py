@@ -19,7 +19,6 @@ from typing import Any
 
 import django.conf
 import pytest
-from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -38,7 +37,7 @@ from hypothesis.stateful import (
 from microblog import jobs
 from microblog.accounts.models import User
 from microblog.accounts.services import user_create, user_delete, user_erase, user_mark_seen
-from microblog.core.errors import ServiceError
+from microblog.core.errors import NotFound, ServiceError
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create, follow_delete
 from microblog.ops.counters import reconcile
@@ -164,7 +163,7 @@ class FeedMachine(RuleBasedStateMachine):
         author = User.objects.get(id=self.pick(i))
         parent_id = sorted(self.posts)[j % len(self.posts)]
         if parent_id not in self.live_posts:
-            with pytest.raises(ValidationError):
+            with pytest.raises(NotFound):
                 post_create(author=author, content="too late", parent_id=parent_id)
             return
         post = post_create(author=author, content="a reply", parent_id=parent_id)

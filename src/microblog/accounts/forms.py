@@ -7,6 +7,7 @@ from microblog.accounts.models import (
     username_is_valid,
 )
 from microblog.accounts.services import username_clean
+from microblog.core.errors import form_clean
 from microblog.core.text import clean_text
 
 
@@ -29,7 +30,7 @@ class SignUpForm(forms.Form):
     )
 
     def clean_username(self) -> str:
-        return username_clean(self.cleaned_data["username"])
+        return form_clean(username_clean, self.cleaned_data["username"])
 
     def clean(self) -> dict[str, str]:
         data = super().clean() or {}
@@ -70,11 +71,11 @@ class ProfileForm(forms.Form):
     )
 
     def clean_description(self) -> str:
-        return clean_text(
+        return form_clean(
+            lambda description: clean_text(
+                description, max_length=DESCRIPTION_MAX_LENGTH, allow_empty=True, label="bio"
+            ),
             self.cleaned_data["description"],
-            max_length=DESCRIPTION_MAX_LENGTH,
-            allow_empty=True,
-            label="bio",
         )
 
 

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from microblog import jobs
 from microblog.accounts.models import DESCRIPTION_MAX_LENGTH, User, username_validator
-from microblog.core.errors import ServiceError
+from microblog.core.errors import Conflict, Invalid, NotAllowed
+from microblog.core.ids import MAX_ID
 from microblog.core.text import clean_text
 from microblog.follows.models import Follow
 from microblog.timelines import fanout
@@ -22,19 +23,25 @@ USERNAME_TAKEN = "That username is taken."
 def username_clean(username: str) -> str:
     username = username.strip()
     if not username:
-        raise ValidationError("Choose a username.", code="required")
+        raise Invalid("Choose a username.", field="username", code="required")
     if len(username) > 50:
-        raise ValidationError("A username can be at most 50 characters long.", code="max_length")
-    username_validator(username)
+        raise Invalid(
+            "A username can be at most 50 characters long.", field="username", code="max_length"
+        )
+    try:
+        username_validator(username)
+    except ValidationError as error:
+        raise Invalid.from_validation(error, field="username") from None
     return username
 
 
 def user_create(*, username: str, password: str) -> User:
-    """Sign-up. Raises ValidationError for a malformed or taken name, or a weak password."""
+    """Sign-up. Raises Invalid for a malformed name or a weak password, Conflict for a taken
+    name."""
     username = username_clean(username)
     if User.objects.filter(username__iexact=username).exists():
-        raise ValidationError(USERNAME_TAKEN, code="unique")
-    password_validation.validate_password(password, User(username=username))
+        raise Conflict(USERNAME_TAKEN, field="username", code="unique")
+    _password_check(password, User(username=username), field="password")
     try:
         with transaction.atomic():
             return User.objects.create_user(
@@ -42,12 +49,24 @@ def user_create(*, username: str, password: str) -> User:
             )
     except IntegrityError:
         # Two sign-ups for the same name at once: the unique index decides.
-        raise ValidationError(USERNAME_TAKEN, code="unique") from None
+        raise Conflict(USERNAME_TAKEN, field="username", code="unique") from None
+
+
+def _password_check(password: str, user: User, *, field: str) -> None:
+    """Django's password validators (settings.AUTH_PASSWORD_VALIDATORS), every reason they give."""
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as error:
+        raise Invalid.from_validation(error, field=field) from None
 
 
 def user_update_profile(*, user: User, description: str) -> User:
     user.description = clean_text(
-        description, max_length=DESCRIPTION_MAX_LENGTH, allow_empty=True, label="bio"
+        description,
+        max_length=DESCRIPTION_MAX_LENGTH,
+        allow_empty=True,
+        label="bio",
+        field="description",
     )
     user.save(update_fields=["description", "updated_at"])
     return user
@@ -56,8 +75,10 @@ def user_update_profile(*, user: User, description: str) -> User:
 def user_change_password(*, user: User, current_password: str, new_password: str) -> User:
     """Changing the password changes the session hash, which signs out every other session."""
     if not user.check_password(current_password):
-        raise ServiceError("Your current password is not correct.")
-    password_validation.validate_password(new_password, user)
+        raise NotAllowed(
+            "Your current password is not correct.", field="current_password", code="password"
+        )
+    _password_check(new_password, user, field="new_password")
     user.set_password(new_password)
     user.save(update_fields=["password", "updated_at"])
     return user
@@ -68,7 +89,11 @@ def user_delete(*, user: User, password: str) -> None:
     counters of everyone on the other side of those follows are corrected in the same transaction.
     """
     if not user.check_password(password):
-        raise ServiceError("That password is not correct, so the account was not deleted.")
+        raise NotAllowed(
+            "That password is not correct, so the account was not deleted.",
+            field="password",
+            code="password",
+        )
     user_erase(user=user)
 
 
@@ -102,10 +127,15 @@ def user_erase(*, user: User) -> None:
 
 def user_mark_seen(*, user: User, now: datetime) -> None:
     """Records a visit. A reader back after FANOUT_INACTIVE_DAYS had no fan-out meanwhile, so
-    their feed is rebuilt; the visit is committed first so fan-out jobs from then on include
-    them, and the rebuild then sees every post those jobs skipped."""
-    was_active = fanout.is_active(user, now)
-    User.objects.filter(id=user.id).update(last_seen_at=now)
+    their feed is rebuilt by the `rebuild_feed` job, not in the request: the job commits with
+    the visit, so fan-out jobs from then on include them and the rebuild sees every post those
+    jobs skipped. Until it has run, the feed's horizon stands above every id, so their For You
+    comes from the pull query (timelines.selectors.for_you) and is right meanwhile."""
+    if fanout.is_active(user, now):
+        User.objects.filter(id=user.id).update(last_seen_at=now)
+    else:
+        with transaction.atomic():
+            User.objects.filter(id=user.id).update(last_seen_at=now, feed_horizon=MAX_ID)
+            jobs.enqueue_with_write(jobs.rebuild_feed, user.id)
+        user.feed_horizon = MAX_ID
     user.last_seen_at = now
-    if not was_active:
-        fanout.rebuild(user)

@@ -5,7 +5,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -21,9 +20,10 @@ from microblog.accounts.forms import (
     ProfileForm,
     SignUpForm,
 )
+from microblog.accounts.http import AuthedHttpRequest
 from microblog.accounts.models import User
 from microblog.core import sqlcache
-from microblog.core.errors import ServiceError
+from microblog.core.errors import NotAllowed, ServiceError, add_to_form
 from microblog.core.http import safe_next
 from microblog.core.pagination import parse_cursor
 from microblog.core.views import error_response
@@ -56,12 +56,9 @@ def signup(request: HttpRequest) -> HttpResponse:
             user = services.user_create(
                 username=form.cleaned_data["username"], password=form.cleaned_data["password"]
             )
-        except ValidationError as error:
+        except ServiceError as error:
             ratelimit.refund(reserved)
-            # validate_password raises a list of errors, which has no single code.
-            code = getattr(error, "code", None)
-            field = "username" if code in {"unique", "invalid_username"} else "password"
-            form.add_error(field, error)
+            add_to_form(form, error)
         except BaseException:
             ratelimit.refund(reserved)
             raise
@@ -130,9 +127,8 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return redirect("home")
 
 
-def _settings_page(request: HttpRequest, status: int = 200, **forms: object) -> HttpResponse:
+def _settings_page(request: AuthedHttpRequest, status: int = 200, **forms: object) -> HttpResponse:
     user = request.user
-    assert isinstance(user, User)
     context = {
         "profile_form": ProfileForm(initial={"description": user.description}),
         "password_form": PasswordChangeForm(),
@@ -146,13 +142,13 @@ def _settings_page(request: HttpRequest, status: int = 200, **forms: object) -> 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def settings_view(request: HttpRequest) -> HttpResponse:
+def settings_view(request: AuthedHttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _settings_page(request)
     form = ProfileForm(request.POST)
     if form.is_valid():
         services.user_update_profile(
-            user=request.user,  # type: ignore[arg-type]
+            user=request.user,
             description=form.cleaned_data["description"],
         )
         messages.success(request, "Your profile was updated.")
@@ -162,7 +158,7 @@ def settings_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def settings_password(request: HttpRequest) -> HttpResponse:
+def settings_password(request: AuthedHttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.POST)
     if form.is_valid():
         try:
@@ -173,15 +169,14 @@ def settings_password(request: HttpRequest) -> HttpResponse:
             return ratelimit.throttled_form(page, refusal.decision)
         try:
             user = services.user_change_password(
-                user=request.user,  # type: ignore[arg-type]
+                user=request.user,
                 current_password=form.cleaned_data["current_password"],
                 new_password=form.cleaned_data["new_password"],
             )
         except ServiceError as error:
-            form.add_error("current_password", error.message)
-        except ValidationError as error:
-            ratelimit.refund(attempt)  # the current password was right
-            form.add_error("new_password", error)
+            if not isinstance(error, NotAllowed):
+                ratelimit.refund(attempt)  # the current password was right
+            add_to_form(form, error)
         else:
             ratelimit.refund(attempt)
             update_session_auth_hash(request, user)  # this session stays; the others end
@@ -192,7 +187,7 @@ def settings_password(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def settings_delete(request: HttpRequest) -> HttpResponse:
+def settings_delete(request: AuthedHttpRequest) -> HttpResponse:
     form = DeleteAccountForm(request.POST)
     if form.is_valid():
         try:
@@ -203,11 +198,11 @@ def settings_delete(request: HttpRequest) -> HttpResponse:
             return ratelimit.throttled_form(page, refusal.decision)
         try:
             services.user_delete(
-                user=request.user,  # type: ignore[arg-type]
+                user=request.user,
                 password=form.cleaned_data["password"],
             )
         except ServiceError as error:
-            form.add_error("password", error.message)
+            add_to_form(form, error)
         else:
             logout(request)
             messages.info(request, "Your account was deleted. Your posts remain, unsigned.")
@@ -267,10 +262,10 @@ def following(request: HttpRequest, username: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def follow(request: HttpRequest, username: str) -> HttpResponse:
+def follow(request: AuthedHttpRequest, username: str) -> HttpResponse:
     target = _profile_user(username)
     try:
-        created = follow_services.follow_create(follower=request.user, followed=target)  # type: ignore[arg-type]
+        created = follow_services.follow_create(follower=request.user, followed=target)
     except ServiceError as error:
         messages.error(request, error.message)
     else:
@@ -281,8 +276,8 @@ def follow(request: HttpRequest, username: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def unfollow(request: HttpRequest, username: str) -> HttpResponse:
+def unfollow(request: AuthedHttpRequest, username: str) -> HttpResponse:
     target = _profile_user(username)
-    if follow_services.follow_delete(follower=request.user, followed=target):  # type: ignore[arg-type]
+    if follow_services.follow_delete(follower=request.user, followed=target):
         messages.success(request, f"You unfollowed {target.username}.")
     return redirect(safe_next(request, f"/@{target.username}"))

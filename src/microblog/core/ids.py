@@ -11,7 +11,10 @@ import time
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 LOW_BITS = 22
-LOW_MASK = (1 << LOW_BITS) - 1
+# Ids are positive and fit a signed 64-bit column (PostgreSQL's bigint).
+MAX_ID = (1 << 63) - 1
+# The digits of an id as it may appear in a request: at most 19, ASCII only.
+ID_PATTERN = "[0-9]{1,19}"
 
 _lock = threading.Lock()
 _last_id = 0
@@ -36,3 +39,19 @@ def id_to_ms(value: int) -> int:
 def first_id_at_ms(unix_ms: int) -> int:
     """The smallest id made at or after `unix_ms`: a cursor for "posts newer than this time"."""
     return max(0, unix_ms - EPOCH_MS) << LOW_BITS
+
+
+def parse_id(raw: object) -> int | None:
+    """A post id from a request (path, cursor, `since`, form field, header), or None for
+    anything that is not one. 0 passes: it stands before every id (`?since=0` from an empty
+    feed). The one place request text becomes an id, so nothing the database would refuse
+    (beyond 64 bits) or that int() takes unexpectedly ("²", " 7", "+7", "7_0") gets through."""
+    if not isinstance(raw, str) or not (0 < len(raw) <= 19 and raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if value <= MAX_ID else None
+
+
+def is_id(value: int) -> bool:
+    """Whether an integer can be an id (an int() already made, e.g. by a form field)."""
+    return 0 < value <= MAX_ID

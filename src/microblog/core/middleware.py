@@ -4,7 +4,13 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils.cache import patch_cache_control
 
-from microblog.core.views import method_not_allowed, page_not_found, payload_too_large
+from microblog.core.errors import ServiceError
+from microblog.core.views import (
+    method_not_allowed,
+    page_not_found,
+    payload_too_large,
+    service_error_response,
+)
 
 # Requests that carry no body: what they announce is refused unread.
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -57,10 +63,11 @@ class PrivatePagesMiddleware:
 
 
 class ErrorPageMiddleware:
-    """Gives Django's bare 405 responses (from require_POST and friends) a page that explains,
-    and answers a view's 404 (a deleted or hidden post, an unknown account) with our 404 page
-    under DEBUG too: Django's technical 404 would list every URL pattern. Addresses that match
-    no pattern keep the technical page in development, where it helps."""
+    """Answers a service's refusal that the view let through (core.errors) with the page of its
+    status and its message. Gives Django's bare 405 responses (from require_POST and friends) a
+    page that explains, and answers a view's 404 (a deleted or hidden post, an unknown account)
+    with our 404 page under DEBUG too: Django's technical 404 would list every URL pattern.
+    Addresses that match no pattern keep the technical page in development, where it helps."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -74,4 +81,6 @@ class ErrorPageMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, Http404):
             return page_not_found(request, exception)
+        if isinstance(exception, ServiceError):
+            return service_error_response(request, exception)
         return None

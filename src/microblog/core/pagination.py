@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from microblog.core.errors import InvalidInput
+from microblog.core.ids import MAX_ID, parse_id
 
-MAX_ID = (1 << 63) - 1
+__all__ = ["MAX_ID", "Page", "make_page", "parse_cursor"]
 
 
 class HasId(Protocol):
@@ -31,9 +32,10 @@ def parse_cursor(raw: str | None) -> int | None:
     """`?cursor=` as a post id; a clear 400 for anything that is not one."""
     if raw is None or raw == "":
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
+    cursor = parse_id(raw)
+    if cursor is None:
         raise InvalidInput("That page link is not valid. Go back to the first page and try again.")
-    return int(raw)
+    return cursor
 
 
 def make_page[T: HasId](rows: Sequence[T], size: int) -> Page[T]:

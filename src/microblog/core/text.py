@@ -1,23 +1,36 @@
 """Validation of user-written text, shared by forms and services (one rule, two doors)."""
 
-from django.core.exceptions import ValidationError
+from microblog.core.errors import Invalid
+from microblog.core.validators import has_control_characters, is_blank, normalize_text
 
-from microblog.core.validators import is_blank, normalize_text, reject_control_characters
 
-
-def clean_text(value: str, *, max_length: int, allow_empty: bool, label: str) -> str:
-    """Trimmed text, or a ValidationError whose message says what to change."""
+def clean_text(
+    value: str, *, max_length: int, allow_empty: bool, label: str, field: str | None = None
+) -> str:
+    """Trimmed text, or `Invalid` (about `field`) whose message says what to change."""
     if "\x00" in value:
-        raise ValidationError("Remove the invisible control characters from the text.")
+        raise Invalid(
+            "Remove the invisible control characters from the text.",
+            field=field,
+            code="control_characters",
+        )
     text = normalize_text(value)
     if is_blank(text):
         text = ""  # zero-width spaces, fillers, tag characters: nothing a reader would see
     if not text and not allow_empty:
-        raise ValidationError(f"Write something: the {label} cannot be empty.", code="required")
+        raise Invalid(
+            f"Write something: the {label} cannot be empty.", field=field, code="required"
+        )
     if len(text) > max_length:
-        raise ValidationError(
+        raise Invalid(
             f"The {label} is {len(text)} characters long; the limit is {max_length}.",
+            field=field,
             code="max_length",
         )
-    reject_control_characters(text)
+    if has_control_characters(text):
+        raise Invalid(
+            "Remove the invisible control characters from the text.",
+            field=field,
+            code="control_characters",
+        )
     return text

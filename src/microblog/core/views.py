@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from microblog.core.errors import DATABASE_UNAVAILABLE, InvalidInput
+from microblog.core.errors import DATABASE_UNAVAILABLE, ServiceError
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -83,12 +83,20 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
         return service_unavailable(request, exception)
     if isinstance(exception, RequestDataTooBig):
         return payload_too_large(request)
-    message = (
-        exception.message
-        if isinstance(exception, InvalidInput)
-        else "The request could not be understood. Check the link or form and try again."
+    if isinstance(exception, ServiceError):  # an InvalidInput raised outside a view
+        return service_error_response(request, exception)
+    return error_response(
+        request,
+        400,
+        "Bad request",
+        "The request could not be understood. Check the link or form and try again.",
     )
-    return error_response(request, 400, "Bad request", message)
+
+
+def service_error_response(request: HttpRequest, error: ServiceError) -> HttpResponse:
+    """The page (or JSON) for a service's refusal that no form or message showed: its status,
+    its message."""
+    return error_response(request, error.status, error.title, error.message)
 
 
 def payload_too_large(request: HttpRequest) -> HttpResponse:

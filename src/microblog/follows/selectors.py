@@ -5,10 +5,6 @@ from microblog.core.pagination import Page, make_page
 from microblog.follows.models import Follow
 
 
-def is_following(*, follower: User, followed: User) -> bool:
-    return Follow.objects.filter(follower_id=follower.id, followed_id=followed.id).exists()
-
-
 def followers(user: User, cursor: int | None = None) -> Page[User]:
     """Accounts following `user`, newest accounts first: a backward scan of
     (followed_id, follower_id) from the cursor, joined to the users; cost is independent of how

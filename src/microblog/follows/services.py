@@ -5,11 +5,13 @@ from django.db.models import F
 
 from microblog import jobs
 from microblog.accounts.models import User
-from microblog.core.errors import ServiceError
+from microblog.core.errors import Invalid, NotAllowed, NotFound
 from microblog.follows.models import Follow
 from microblog.moderation.selectors import block_between
 from microblog.stream import events
 from microblog.timelines import fanout
+
+ACCOUNT_GONE = "That account no longer exists."
 
 
 def _bump_counts(*, follower_id: int, followed_id: int, delta: int) -> None:
@@ -36,19 +38,19 @@ def _lock_accounts(*user_ids: int) -> int:
 def _refuse_if_blocked(*, follower: User, followed: User) -> None:
     block = block_between(follower.id, followed.id)
     if block == "blocked_by":
-        raise ServiceError(f"You can't follow {followed.username}: they have blocked you.")
+        raise NotAllowed(f"You can't follow {followed.username}: they have blocked you.")
     if block == "blocking":
-        raise ServiceError(f"You have blocked {followed.username}. Unblock them to follow.")
+        raise NotAllowed(f"You have blocked {followed.username}. Unblock them to follow.")
 
 
 def follow_create(*, follower: User, followed: User) -> bool:
     """Follows `followed`. Returns False when the follow already existed (nothing changes)."""
     if follower.id == followed.id:
-        raise ServiceError("You can't follow yourself.")
+        raise Invalid("You can't follow yourself.")
     try:
         with transaction.atomic():
             if _lock_accounts(follower.id, followed.id) != 2:
-                raise ServiceError("That account no longer exists.")
+                raise NotFound(ACCOUNT_GONE)
             # Under the account locks, as block_create takes them: no follow slips past a block.
             _refuse_if_blocked(follower=follower, followed=followed)
             Follow.objects.create(follower_id=follower.id, followed_id=followed.id)
@@ -60,10 +62,10 @@ def follow_create(*, follower: User, followed: User) -> bool:
             followed.refresh_from_db(fields=["followers_count", "is_celebrity"])
             fanout.backfill_follow(follower=follower, followed=followed)
             # The follower's open streams reload their follows (stream/app.py).
-            events.publish_follow_after_commit(follower_id=follower.id)
+            events.publish_reader_filters_changed_after_commit(reader_id=follower.id)
     except IntegrityError:
         if not User.objects.filter(id=followed.id).exists():
-            raise ServiceError("That account no longer exists.") from None
+            raise NotFound(ACCOUNT_GONE) from None
         return False
     return True
 
@@ -78,7 +80,7 @@ def follow_delete(*, follower: User, followed: User) -> bool:
         if deleted:
             _bump_counts(follower_id=follower.id, followed_id=followed.id, delta=-1)
             fanout.remove_follow(follower=follower, followed=followed)
-            events.publish_follow_after_commit(follower_id=follower.id)
+            events.publish_reader_filters_changed_after_commit(reader_id=follower.id)
             if fanout.update_celebrity(followed.id) is False:
                 jobs.enqueue_with_write(jobs.backfill_author, followed.id)
     return bool(deleted)

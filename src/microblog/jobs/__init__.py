@@ -136,6 +136,17 @@ def backfill_author(author_id: int) -> int:
     return fanout.backfill_author(author_id)
 
 
+@job(DEFAULT)
+def rebuild_feed(user_id: int) -> None:
+    """A returning inactive reader's feed (accounts.services.user_mark_seen)."""
+    from microblog.accounts.models import User
+    from microblog.timelines import fanout
+
+    user = User.objects.filter(id=user_id).first()
+    if user is not None:
+        fanout.rebuild(user)
+
+
 # --- Maintenance (scheduled by `microblog worker`) ---------------------------------------
 
 

@@ -1,5 +1,6 @@
 from django import forms
 
+from microblog.core.errors import form_clean
 from microblog.moderation.models import REPORT_TEXT_MAX_LENGTH, Reason
 from microblog.moderation.services import report_text_clean
 
@@ -22,4 +23,4 @@ class ReportForm(forms.Form):
     )
 
     def clean_text(self) -> str:
-        return report_text_clean(self.cleaned_data["text"])
+        return form_clean(report_text_clean, self.cleaned_data["text"])

@@ -7,14 +7,13 @@ on the next page load: nothing is copied out of or back into the stored feeds.
 """
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from microblog.accounts.models import User
-from microblog.core.errors import ServiceError
+from microblog.core.errors import Conflict, Invalid, NotAllowed, NotFound
 from microblog.core.text import clean_text
-from microblog.follows.services import follow_delete
+from microblog.follows.services import ACCOUNT_GONE, follow_delete
 from microblog.moderation.models import (
     REPORT_TEXT_MAX_LENGTH,
     Action,
@@ -32,7 +31,9 @@ POST_GONE = "That post no longer exists."
 
 
 def report_text_clean(text: str) -> str:
-    return clean_text(text, max_length=REPORT_TEXT_MAX_LENGTH, allow_empty=True, label="report")
+    return clean_text(
+        text, max_length=REPORT_TEXT_MAX_LENGTH, allow_empty=True, label="report", field="text"
+    )
 
 
 def _locked_post(post_id: int) -> Post:
@@ -45,7 +46,7 @@ def _locked_post(post_id: int) -> Post:
         .first()
     )
     if post is None:
-        raise ServiceError(POST_GONE)
+        raise NotFound(POST_GONE)
     return post
 
 
@@ -64,23 +65,24 @@ def _log(post: Post, action: Action, actor: User | None, reports_closed: int) ->
 def report_create(*, reporter: User, post_id: int, reason: str, text: str = "") -> Report:
     """Reports a post. The REPORTS_TO_HIDE-th open report hides it until staff review it.
 
-    Raises ValidationError for a reason not in the list or bad text, ServiceError for a missing
-    post, one's own post, or a second report of the same post; nothing is written then.
+    Raises Invalid for a reason not in the list or bad text, NotFound for a missing post,
+    NotAllowed for one's own post, Conflict for a second report of the same post; nothing is
+    written then.
     """
     if reason not in Reason.values:
-        raise ValidationError("Choose a reason from the list.", code="invalid_choice")
+        raise Invalid("Choose a reason from the list.", field="reason", code="invalid_choice")
     text = report_text_clean(text)
     with transaction.atomic():
         post = _locked_post(post_id)
         if post.author_id == reporter.id:
-            raise ServiceError("You can't report your own post.")
+            raise NotAllowed("You can't report your own post.")
         try:
             with transaction.atomic():
                 report = Report.objects.create(
                     post=post, reporter=reporter, reason=reason, text=text
                 )
         except IntegrityError:
-            raise ServiceError("You have already reported this post.") from None
+            raise Conflict("You have already reported this post.") from None
         post.open_reports += 1
         fields = ["open_reports"]
         if not post.is_hidden and post.open_reports >= settings.REPORTS_TO_HIDE:
@@ -107,9 +109,9 @@ def review(*, staff: User, post_id: int, action: str) -> Post:
     - dismiss: its open reports are dismissed; a post the reports hid is visible again.
     """
     if not staff.is_staff:
-        raise ServiceError("Only staff can review posts.")
+        raise NotAllowed("Only staff can review posts.")
     if action not in (Action.HIDE, Action.RESTORE, Action.DISMISS):
-        raise ServiceError("Unknown review action.")
+        raise Invalid("Unknown review action.")
     with transaction.atomic():
         post = _locked_post(post_id)
         if action == Action.HIDE:
@@ -117,12 +119,12 @@ def review(*, staff: User, post_id: int, action: str) -> Post:
             post.is_hidden = True
         elif action == Action.RESTORE:
             if not post.is_hidden:
-                raise ServiceError("That post is not hidden.")
+                raise Conflict("That post is not hidden.")
             closed = _close_reports(post, Resolution.DISMISSED)
             post.is_hidden = False
         else:
             if not post.open_reports:
-                raise ServiceError("That post has no open reports.")
+                raise Conflict("That post has no open reports.")
             # Open reports on a hidden post mean the reports hid it (a staff hide closes them).
             closed = _close_reports(post, Resolution.DISMISSED)
             post.is_hidden = False
@@ -135,7 +137,7 @@ def block_create(*, blocker: User, blocked: User) -> bool:
     """Blocks `blocked`: follows both ways end (counters and feeds with them), they can no longer
     follow or reply to `blocker`, and `blocker` sees none of their posts. False if already so."""
     if blocker.id == blocked.id:
-        raise ServiceError("You can't block yourself.")
+        raise Invalid("You can't block yourself.")
     with transaction.atomic():
         # follow_delete locks both accounts in id order first, the lock order of every service;
         # follow_create checks for a block under the same locks, so none slips in between.
@@ -146,10 +148,10 @@ def block_create(*, blocker: User, blocked: User) -> bool:
                 Block.objects.create(blocker=blocker, blocked=blocked)
         except IntegrityError:
             if not User.objects.filter(id=blocked.id).exists():
-                raise ServiceError("That account no longer exists.") from None
+                raise NotFound(ACCOUNT_GONE) from None
             return False
         # The blocker's open streams reload whom they hear from (stream/app.py).
-        events.publish_follow_after_commit(follower_id=blocker.id)
+        events.publish_reader_filters_changed_after_commit(reader_id=blocker.id)
     return True
 
 
@@ -157,21 +159,21 @@ def block_delete(*, blocker: User, blocked: User) -> bool:
     """Unblocks. Follows that the block ended are not restored."""
     deleted, _ = Block.objects.filter(blocker=blocker, blocked=blocked).delete()
     if deleted:
-        events.publish_follow_after_commit(follower_id=blocker.id)
+        events.publish_reader_filters_changed_after_commit(reader_id=blocker.id)
     return bool(deleted)
 
 
 def mute_create(*, muter: User, muted: User) -> bool:
     """Mutes `muted`: their posts leave `muter`'s feeds; follows and everything else stay."""
     if muter.id == muted.id:
-        raise ServiceError("You can't mute yourself.")
+        raise Invalid("You can't mute yourself.")
     try:
         with transaction.atomic():
             Mute.objects.create(muter=muter, muted=muted)
-            events.publish_follow_after_commit(follower_id=muter.id)
+            events.publish_reader_filters_changed_after_commit(reader_id=muter.id)
     except IntegrityError:
         if not User.objects.filter(id=muted.id).exists():
-            raise ServiceError("That account no longer exists.") from None
+            raise NotFound(ACCOUNT_GONE) from None
         return False
     return True
 
@@ -179,5 +181,5 @@ def mute_create(*, muter: User, muted: User) -> bool:
 def mute_delete(*, muter: User, muted: User) -> bool:
     deleted, _ = Mute.objects.filter(muter=muter, muted=muted).delete()
     if deleted:
-        events.publish_follow_after_commit(follower_id=muter.id)
+        events.publish_reader_filters_changed_after_commit(reader_id=muter.id)
     return bool(deleted)

@@ -5,14 +5,14 @@ from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from microblog import ratelimit
+from microblog.accounts.http import AuthedHttpRequest
 from microblog.accounts.models import User
-from microblog.core.errors import ServiceError
+from microblog.core.errors import Invalid, ServiceError, add_to_form
 from microblog.core.http import safe_next, staff_required
 from microblog.core.jinja import post_path
 from microblog.core.pagination import parse_cursor
@@ -46,8 +46,8 @@ def _return_to(request: HttpRequest, post: Post) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def report(request: HttpRequest, post_id: int) -> HttpResponse:
-    reporter: User = request.user  # type: ignore[assignment]  # login_required
+def report(request: AuthedHttpRequest, post_id: int) -> HttpResponse:
+    reporter = request.user
     post = _reportable_post(request, post_id)
     back = _return_to(request, post)
     if post.author_id == reporter.id:
@@ -71,11 +71,11 @@ def report(request: HttpRequest, post_id: int) -> HttpResponse:
                 reason=form.cleaned_data["reason"],
                 text=form.cleaned_data["text"],
             )
+        except Invalid as error:
+            add_to_form(form, error)  # the form again, with what was typed
         except ServiceError as error:
             messages.error(request, error.message)
             return redirect(back)
-        except ValidationError as error:
-            form.add_error(None, error)
         else:
             messages.success(request, "Thank you. The moderators will review this post.")
             if not selectors.can_see(request.user, made.post) and back == post_path(post.id):
@@ -90,13 +90,13 @@ def _account(username: str) -> User:
 
 
 def _act_on(
-    request: HttpRequest, username: str, act: Callable[[User, User], bool], done: str
+    request: AuthedHttpRequest, username: str, act: Callable[[User, User], bool], done: str
 ) -> HttpResponse:
     """Calls `act(signed-in user, account)`; says `done` when it changed something, the
     service's message when it refused; back to the profile (or a same-site `next`)."""
     target = _account(username)
     try:
-        if act(request.user, target):  # type: ignore[arg-type]
+        if act(request.user, target):
             messages.success(request, done.format(target.username))
     except ServiceError as error:
         messages.error(request, error.message)
@@ -105,7 +105,7 @@ def _act_on(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def block(request: HttpRequest, username: str) -> HttpResponse:
+def block(request: AuthedHttpRequest, username: str) -> HttpResponse:
     """GET: what blocking does, with the button; POST: block."""
     if request.method == "GET":
         return render(request, "moderation/block.html", {"target": _account(username)})
@@ -119,7 +119,7 @@ def block(request: HttpRequest, username: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def unblock(request: HttpRequest, username: str) -> HttpResponse:
+def unblock(request: AuthedHttpRequest, username: str) -> HttpResponse:
     return _act_on(
         request,
         username,
@@ -130,7 +130,7 @@ def unblock(request: HttpRequest, username: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def mute(request: HttpRequest, username: str) -> HttpResponse:
+def mute(request: AuthedHttpRequest, username: str) -> HttpResponse:
     return _act_on(
         request,
         username,
@@ -141,7 +141,7 @@ def mute(request: HttpRequest, username: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def unmute(request: HttpRequest, username: str) -> HttpResponse:
+def unmute(request: AuthedHttpRequest, username: str) -> HttpResponse:
     return _act_on(
         request,
         username,
@@ -184,11 +184,11 @@ REVIEW_DONE = {
 
 @staff_required
 @require_POST
-def review(request: HttpRequest, post_id: int, action: str) -> HttpResponse:
+def review(request: AuthedHttpRequest, post_id: int, action: str) -> HttpResponse:
     if action not in REVIEW_DONE:
         raise Http404("No such review action")
     try:
-        services.review(staff=request.user, post_id=post_id, action=action)  # type: ignore[arg-type]
+        services.review(staff=request.user, post_id=post_id, action=action)
     except ServiceError as error:
         messages.error(request, error.message)
     else:

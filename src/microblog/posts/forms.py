@@ -1,5 +1,7 @@
 from django import forms
 
+from microblog.core.errors import form_clean
+from microblog.core.ids import MAX_ID
 from microblog.posts.models import CONTENT_MAX_LENGTH
 from microblog.posts.services import PARENT_MISSING, post_content_clean
 
@@ -17,7 +19,7 @@ class PostForm(forms.Form):
         required=False,
         widget=forms.HiddenInput,
         min_value=1,
-        max_value=(1 << 63) - 1,
+        max_value=MAX_ID,
         error_messages={
             "invalid": PARENT_MISSING,
             "min_value": PARENT_MISSING,
@@ -26,4 +28,4 @@ class PostForm(forms.Form):
     )
 
     def clean_content(self) -> str:
-        return post_content_clean(self.cleaned_data["content"])
+        return form_clean(post_content_clean, self.cleaned_data["content"])

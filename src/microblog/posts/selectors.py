@@ -9,7 +9,8 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce, RowNumber
 
 from microblog.core import sqlcache
-from microblog.core.pagination import MAX_ID, Page, make_page
+from microblog.core.ids import is_id
+from microblog.core.pagination import Page, make_page
 from microblog.moderation.models import Block
 from microblog.moderation.selectors import (
     Viewer,
@@ -87,7 +88,7 @@ def post_for_display(post_id: int, viewer: Viewer | None = None) -> Post | None:
     """One post with its author and parent, and the replies `viewer` can open; with a signed-in
     viewer, also whether a block stands between them (`author_blocked`, `author_blocks_viewer`).
     Compiled once per process and kind of viewer (core.sqlcache): every thread page starts here."""
-    if not 0 < post_id <= MAX_ID:
+    if not is_id(post_id):
         return None  # no such post (and a compiled query would pass the value to the database)
     if viewer is None:
         viewer = AnonymousUser()

@@ -1,12 +1,12 @@
 """Writes to posts. `post_create` and `post_delete` are the only doors."""
 
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from microblog import jobs
 from microblog.accounts.models import User
+from microblog.core.errors import NotAllowed, NotFound
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
 from microblog.moderation.models import Report
@@ -18,16 +18,20 @@ from microblog.timelines import fanout
 PARENT_MISSING = "The post you are replying to no longer exists."
 REPLY_TO_DELETED = "This post was deleted: you can reply to its replies."
 REPLY_BLOCKED = "You can't reply to this post: its author has blocked you."
+NOT_YOUR_POST = "You can only delete your own posts."
 
 
 def post_content_clean(content: str) -> str:
-    return clean_text(content, max_length=CONTENT_MAX_LENGTH, allow_empty=False, label="post")
+    return clean_text(
+        content, max_length=CONTENT_MAX_LENGTH, allow_empty=False, label="post", field="content"
+    )
 
 
 def post_create(*, author: User, content: str, parent_id: int | None = None) -> Post:
-    """Publishes a post or, with `parent_id`, a reply. Raises ValidationError for bad content or a
-    missing parent (one the author may not see counts as missing: a post hidden by the
-    moderators takes replies only from its author and staff); nothing is written then."""
+    """Publishes a post or, with `parent_id`, a reply. Raises Invalid for bad content, NotFound
+    for a missing parent (one the author may not see counts as missing: a post hidden by the
+    moderators takes replies only from its author and staff), NotAllowed for a parent whose
+    author blocks `author`; nothing is written then."""
     content = post_content_clean(content)
     with transaction.atomic():
         # Lock order, in every service: user rows first (in id order), then posts. A follow
@@ -39,9 +43,9 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         if parent_id is not None and not Post.objects.filter(
             replyable_by(author), id=parent_id, is_deleted=False
         ).update(replies_count=F("replies_count") + 1):
-            raise ValidationError(PARENT_MISSING, code="parent_missing")
+            raise NotFound(PARENT_MISSING, code="parent_missing")
         if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):
-            raise ValidationError(REPLY_BLOCKED, code="blocked")
+            raise NotAllowed(REPLY_BLOCKED, code="blocked")
         post = _insert_post(author=author, content=content, parent_id=parent_id)
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.
@@ -75,14 +79,20 @@ def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
     raise AssertionError("unreachable")
 
 
+def post_delete_allowed(*, post: Post, actor: User) -> bool:
+    """Who may delete a post: its author, and staff (from the admin). The delete page and
+    `post_delete` both ask this."""
+    return actor.is_authenticated and (post.author_id == actor.id or actor.is_staff)
+
+
 def post_delete(*, post: Post, actor: User) -> None:
     """Deletes a post, by its author or by staff; it leaves every feed in the same transaction.
 
     A post with replies stays as a placeholder without author or text, so its replies keep their
     place in the thread (and a reader can still open them from it); a placeholder goes when its
     last reply goes. A post without replies is removed, and its parent counts one reply less."""
-    if post.author_id != actor.id and not actor.is_staff:
-        raise PermissionDenied("You can only delete your own posts.")
+    if not post_delete_allowed(post=post, actor=actor):
+        raise NotAllowed(NOT_YOUR_POST)
     with transaction.atomic():
         if post.author_id is not None:
             # The author's row before the post (the lock order of post_create).

@@ -1,19 +1,26 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from microblog import ratelimit
+from microblog.accounts.http import AuthedHttpRequest
+from microblog.core.errors import ServiceError, add_to_form
 from microblog.core.http import safe_next
+from microblog.core.ids import parse_id
 from microblog.core.pagination import parse_cursor
 from microblog.moderation.selectors import can_see
 from microblog.posts import selectors, services
 from microblog.posts.forms import PostForm
 from microblog.posts.models import Post
-from microblog.posts.services import REPLY_BLOCKED, REPLY_TO_DELETED
+from microblog.posts.services import (
+    NOT_YOUR_POST,
+    REPLY_BLOCKED,
+    REPLY_TO_DELETED,
+    post_delete_allowed,
+)
 
 
 def _get_post(request: HttpRequest, post_id: int) -> Post:
@@ -29,15 +36,9 @@ def _refused(request: HttpRequest, form: PostForm, status: int = 400) -> HttpRes
     """The compose page again, with the text kept and the reason (a bad post, a missing parent,
     a limit). The replied-to post is shown only to those who may read it."""
     parent = None
-    raw_parent = form.data.get("parent_id")
-    # isascii: str.isdigit() is also true for digits int() refuses, like "²".
-    if (
-        raw_parent
-        and str(raw_parent).isascii()
-        and str(raw_parent).isdigit()
-        and len(str(raw_parent)) < 20
-    ):
-        parent = selectors.post_for_display(int(raw_parent), request.user)
+    parent_id = parse_id(form.data.get("parent_id"))
+    if parent_id is not None:
+        parent = selectors.post_for_display(parent_id, request.user)
         if parent is not None and selectors.withheld_reason(parent, request.user) is not None:
             parent = None
     context = {"form": form, "parent": parent}
@@ -53,18 +54,18 @@ def _too_fast(request: HttpRequest, message: str) -> HttpResponse:
 @ratelimit.refusal_page(_too_fast)
 @login_required
 @require_POST
-def create(request: HttpRequest) -> HttpResponse:
+def create(request: AuthedHttpRequest) -> HttpResponse:
     form = PostForm(request.POST)
     if form.is_valid():
         parent_id = form.cleaned_data.get("parent_id")
         try:
             services.post_create(
-                author=request.user,  # type: ignore[arg-type]
+                author=request.user,
                 content=form.cleaned_data["content"],
                 parent_id=parent_id,
             )
-        except ValidationError as error:
-            form.add_error(None, error)
+        except ServiceError as error:
+            add_to_form(form, error)
         else:
             if parent_id:
                 messages.success(request, "Your reply was posted.")
@@ -103,13 +104,13 @@ def detail(request: HttpRequest, post_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def delete(request: HttpRequest, post_id: int) -> HttpResponse:
+def delete(request: AuthedHttpRequest, post_id: int) -> HttpResponse:
     post = _get_post(request, post_id)
-    if post.author_id != request.user.id:
-        messages.error(request, "You can only delete your own posts.")
+    if not post_delete_allowed(post=post, actor=request.user):
+        messages.error(request, NOT_YOUR_POST)
         return render(request, "posts/delete.html", {"post": post, "allowed": False}, status=403)
     if request.method == "POST":
-        services.post_delete(post=post, actor=request.user)  # type: ignore[arg-type]
+        services.post_delete(post=post, actor=request.user)
         messages.success(request, "Your post was deleted.")
         if post.parent_id:
             return redirect("post_detail", post_id=post.parent_id)

@@ -50,13 +50,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 from microblog import ratelimit
-from microblog.core.ids import id_to_ms
-from microblog.core.pagination import MAX_ID
+from microblog.core.ids import id_to_ms, parse_id
 from microblog.ops.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.stream.events import (
     CHANNEL,
     CountEvent,
-    FollowEvent,
+    FiltersChangedEvent,
     PostEvent,
     RepliesChangedEvent,
     parse,
@@ -368,10 +367,10 @@ class Hub:
         for listener in self.listeners:
             listener.reload_filters()
 
-    def dispatch(self, event: PostEvent | FollowEvent | RepliesChangedEvent) -> None:
-        if isinstance(event, FollowEvent):  # a follow, unfollow, block, mute or undoing one
+    def dispatch(self, event: PostEvent | FiltersChangedEvent | RepliesChangedEvent) -> None:
+        if isinstance(event, FiltersChangedEvent):  # a follow, unfollow, block, mute or undoing one
             for listener in self.listeners:
-                if listener.subscription.reader_id == event.follower:
+                if listener.subscription.reader_id == event.reader:
                     listener.reload_filters()
             return
         if isinstance(event, RepliesChangedEvent):  # a reply was deleted
@@ -527,9 +526,7 @@ async def _respond(
 
 def _post_id(raw: str | None) -> int | None:
     """A post id from a query parameter or header; None when absent or not an id."""
-    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
-        return None
-    return int(raw)
+    return parse_id(raw)
 
 
 def _frame(event: PostEvent, last_id: int) -> bytes:

@@ -5,9 +5,10 @@ has committed (transaction.on_commit); the streaming process LISTENs. On SQLite 
 the streaming process polls for new rows (`id > last seen`). Payloads are a few dozen bytes, far
 below NOTIFY's 8,000-byte limit.
 
-A follow event (`{"follower": id}`) tells the streaming process to reload that reader's filters
-before it judges the next event: it is sent after a follow, unfollow, block, unblock, mute or
-unmute by that reader (on SQLite the poll reloads them before each batch of new posts).
+A filters event (`{"filters_of": id}`) tells the streaming process to reload that reader's
+filters (whom they hear, block, mute) before it judges the next event: it is sent after a
+follow, unfollow, block, unblock, mute or unmute by that reader (on SQLite the poll reloads
+them before each batch of new posts).
 A replies event (`{"replies_of": id}`) says a post's reply count went down (a reply was deleted):
 the streaming process sends the new count as it does after a reply (PostgreSQL only).
 """
@@ -64,8 +65,8 @@ class CountEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class FollowEvent:
-    follower: int
+class FiltersChangedEvent:
+    reader: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +74,12 @@ class RepliesChangedEvent:
     post: int
 
 
-def parse(payload: str) -> PostEvent | FollowEvent | RepliesChangedEvent | None:
+def parse(payload: str) -> PostEvent | FiltersChangedEvent | RepliesChangedEvent | None:
     """An event from a NOTIFY payload; None for anything malformed (it is skipped)."""
     try:
         data: Any = json.loads(payload)
-        if "follower" in data:
-            return FollowEvent(follower=int(data["follower"]))
+        if "filters_of" in data:
+            return FiltersChangedEvent(reader=int(data["filters_of"]))
         if "replies_of" in data:
             return RepliesChangedEvent(post=int(data["replies_of"]))
         author, parent = data.get("author"), data.get("parent")
@@ -114,6 +115,8 @@ def publish_replies_changed_after_commit(*, post_id: int) -> None:
     transaction.on_commit(lambda: _notify(payload))
 
 
-def publish_follow_after_commit(*, follower_id: int) -> None:
-    payload = json.dumps({"follower": follower_id})
+def publish_reader_filters_changed_after_commit(*, reader_id: int) -> None:
+    """`reader_id` followed, unfollowed, blocked, unblocked, muted or unmuted someone: their
+    open streams reload whom they hear from before judging the next post."""
+    payload = json.dumps({"filters_of": reader_id})
     transaction.on_commit(lambda: _notify(payload))

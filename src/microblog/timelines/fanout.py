@@ -5,7 +5,7 @@ id >= H whose author is R, or an ordinary (non-celebrity) author R follows, the 
 it holds nothing else except posts of followed celebrities. Posts of followed celebrities are
 merged in at read time (timelines.selectors.for_you), and below H reads use the pull query.
 Readers not seen for FANOUT_INACTIVE_DAYS are skipped and read the pull query until they return,
-when their feed is rebuilt.
+when their feed is rebuilt by a job (`rebuild`; meanwhile their horizon stands above every id).
 
 Every statement here is set-based SQL and idempotent (ON CONFLICT DO NOTHING on the primary key),
 so a job that crashes half-way can simply run again; a post's fan-out also records its progress
@@ -216,31 +216,53 @@ def remove_author(user: User) -> None:
 
 
 def rebuild(user: User) -> None:
-    """A returning reader's feed, rebuilt from the pull query (the newest FEED_MAX_ENTRIES)."""
-    cap = settings.FEED_MAX_ENTRIES
+    """A returning reader's feed, rebuilt from the pull query (the newest FEED_MAX_ENTRIES); the
+    `rebuild_feed` job, enqueued by accounts.services.user_mark_seen.
+
+    Until then the reader's horizon stands above every id: pages read the pull query, and
+    fan-outs skip the reader. So the rebuild runs twice: the first pass fills the feed and
+    lowers the horizon; the second adds the posts whose fan-out ran while the first pass was
+    under way (they committed before that fan-out read the horizon, so before the second pass
+    begins). Each pass locks the reader's row first: a follow or unfollow (which locks both
+    accounts first) runs wholly before or after it."""
     with transaction.atomic():
+        _lock_reader(user.id)
         FeedEntry.objects.filter(user_id=user.id).delete()
+        _copy_pull_query(user.id, floor=0)
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                INSERT INTO {FEED} (user_id, post_id, author_id)
-                SELECT %s, p.id, p.author_id FROM {POSTS} p
-                WHERE p.parent_id IS NULL AND (
-                    p.author_id = %s
-                    OR p.author_id IN (SELECT followed_id FROM {FOLLOWS} WHERE follower_id = %s)
-                )
-                ORDER BY p.id DESC LIMIT %s {_lock_posts_clause("p")}
-                ON CONFLICT DO NOTHING
-                """,
-                [user.id, user.id, user.id, cap],
-            )
             cursor.execute(
                 f"SELECT COUNT(*), MIN(post_id) FROM {FEED} WHERE user_id = %s", [user.id]
             )
             count, oldest = cursor.fetchone() or (0, None)
-        horizon = oldest if count >= cap and oldest is not None else 0
+        horizon = oldest if count >= settings.FEED_MAX_ENTRIES and oldest is not None else 0
         User.objects.filter(id=user.id).update(feed_horizon=horizon)
         user.feed_horizon = horizon
+    with transaction.atomic():
+        _lock_reader(user.id)
+        _copy_pull_query(user.id, floor=horizon)
+
+
+def _lock_reader(user_id: int) -> None:
+    list(User.objects.select_for_update(no_key=True).filter(id=user_id).values("id"))
+
+
+def _copy_pull_query(user_id: int, *, floor: int) -> None:
+    """The newest FEED_MAX_ENTRIES top-level posts at or above `floor` of the reader and the
+    accounts they follow, into their feed (what is there already stays)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {FEED} (user_id, post_id, author_id)
+            SELECT %s, p.id, p.author_id FROM {POSTS} p
+            WHERE p.parent_id IS NULL AND p.id >= %s AND (
+                p.author_id = %s
+                OR p.author_id IN (SELECT followed_id FROM {FOLLOWS} WHERE follower_id = %s)
+            )
+            ORDER BY p.id DESC LIMIT %s {_lock_posts_clause("p")}
+            ON CONFLICT DO NOTHING
+            """,
+            [user_id, floor, user_id, user_id, settings.FEED_MAX_ENTRIES],
+        )
 
 
 def trim(user_ids: list[int]) -> int:

@@ -175,15 +175,6 @@ def for_you_pull_query(user: User) -> QuerySet[Post]:
     )
 
 
-def for_you_pull_ids(user: User, upper: int, limit: int) -> list[int]:
-    return list(
-        for_you_pull_query(user)
-        .filter(id__lt=upper)
-        .order_by("-id")
-        .values_list("id", flat=True)[:limit]
-    )
-
-
 def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
     return _newest_first(for_you_pull_query(user), cursor)
 

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from microblog.accounts.http import AuthedHttpRequest
 from microblog.core.pagination import Page, parse_cursor
 from microblog.posts.forms import PostForm
 from microblog.posts.models import Post
@@ -51,15 +52,15 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
-def following(request: HttpRequest) -> HttpResponse:
+def following(request: AuthedHttpRequest) -> HttpResponse:
     cursor = parse_cursor(request.GET.get("cursor"))
     since = parse_cursor(request.GET.get("since"))
     return render_feed(
         request,
         "timelines/feed.html",
-        selectors.following(request.user, cursor)  # type: ignore[arg-type]
+        selectors.following(request.user, cursor)
         if since is None
-        else selectors.following_since(request.user, since),  # type: ignore[arg-type]
+        else selectors.following_since(request.user, since),
         {"tab": "following", "form": PostForm(), "stream_url": settings.STREAM_PUBLIC_URL},
     )
 
