@@ -2,11 +2,15 @@
 
 A hypothesis state machine signs users up, posts, replies, follows, unfollows, deletes posts and
 accounts, lets readers go inactive (time passes: last_seen_at moves 31 days back) and come back,
-moves authors across a tiny celebrity threshold both ways, and trims feeds to a tiny cap so the
-horizon and the pull fallback are exercised. Jobs go to the real database queue and pile up
-between checks; a check runs them with the real worker (`microblog worker --batch`), then every
-reader's For You, read page by page, must equal the reference pull query exactly: same ids, same
-order, no duplicates, no gaps. Counters are checked against real counts after every step.
+moves authors across a tiny celebrity threshold both ways, trims feeds to a tiny cap so the
+horizon and the pull fallback are exercised, blocks, mutes, reports posts (a tiny number of
+reports hides one) and has staff hide, restore or dismiss them. Jobs go to the real database
+queue and pile up between checks; a check runs them with the real worker
+(`microblog worker --batch`), then every reader's For You, read page by page, must equal the
+reference pull query exactly: same ids, same order, no duplicates, no gaps. Counters are checked
+against real counts after every step, and so is the live stream: for every reader, on For You,
+Following and a few threads, its live filter (Subscription.wants, for posts and reply counts)
+and its catch-up must pick exactly the posts the page selectors show.
 
 More examples locally:
 STATEFUL_EXAMPLES=1500 STATEFUL_STEPS=60 pytest tests/timelines/test_feed_stateful.py
@@ -37,13 +41,26 @@ from hypothesis.stateful import (
 from microblog import jobs
 from microblog.accounts.models import User
 from microblog.accounts.services import user_create, user_delete, user_erase, user_mark_seen
-from microblog.core.errors import NotFound, ServiceError
+from microblog.core.errors import NotAllowed, NotFound, ServiceError
+from microblog.core.pagination import Page
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create, follow_delete
+from microblog.moderation.models import Block, Mute, Reason, Report
+from microblog.moderation.services import (
+    block_create,
+    block_delete,
+    mute_create,
+    mute_delete,
+    report_create,
+    review,
+)
 from microblog.ops.counters import reconcile
+from microblog.posts import selectors as post_selectors
 from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
-from microblog.timelines import fanout
+from microblog.stream.app import Subscription, catch_up, load_filters
+from microblog.stream.events import CountEvent, PostEvent
+from microblog.timelines import fanout, selectors
 from microblog.timelines.models import FeedEntry
 from tests.conftest import PASSWORD
 from tests.feeds import feed_ids, pull_ids
@@ -52,11 +69,34 @@ EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "50"))
 STEPS = int(os.environ.get("STATEFUL_STEPS", "50"))
 MAX_USERS = 6
 FIRST_THRESHOLD = 2
+THREADS_CHECKED = 3  # the newest posts with replies whose thread streams are checked each step
 
 index = st.integers(min_value=0, max_value=50)  # picks from a list modulo its length
 
 
+def page_by_page(read: Callable[[int | None], Any]) -> list[int]:
+    """The ids of a paginated page (a feed's or a thread's first level), to the end."""
+    ids: list[int] = []
+    cursor = None
+    for _ in range(1000):
+        page = read(cursor)
+        ids += [item.id for item in page.items]
+        if not page.has_more:
+            return ids
+        cursor = page.next_cursor
+    raise AssertionError("the page never ended")
+
+
+def first_level(post: Post, reader: User, cursor: int | None) -> Page[Post]:
+    """A page of the thread's direct replies, as the thread page shows them."""
+    replies = post_selectors.thread(post, reader, cursor).replies
+    return Page(items=[node.post for node in replies.items], next_cursor=replies.next_cursor)
+
+
 def clear_tables() -> None:
+    Report.objects.all().delete()
+    Block.objects.all().delete()
+    Mute.objects.all().delete()
     FeedEntry.objects.all().delete()
     Follow.objects.all().delete()
     Post.objects.all().delete()
@@ -74,6 +114,8 @@ class FeedMachine(RuleBasedStateMachine):
         self.names = 0
         self.users: list[int] = []  # live accounts, in sign-up order
         self.follows: set[tuple[int, int]] = set()  # (follower, followed)
+        self.blocks: set[tuple[int, int]] = set()  # (blocker, blocked)
+        self.mutes: set[tuple[int, int]] = set()  # (muter, muted)
         # Every post ever made: id -> (author id or None, parent id), and which still exist.
         self.posts: dict[int, tuple[int | None, int | None]] = {}
         self.live_posts: set[int] = set()
@@ -102,6 +144,7 @@ class FeedMachine(RuleBasedStateMachine):
         django.conf.settings.FANOUT_CELEBRITY_FOLLOWERS = threshold
         for _ in range(users):
             self.sign_up()
+        User.objects.filter(id=self.users[0]).update(is_staff=True)  # reviews reports
         self.follow(follows)
 
     # --- Accounts --------------------------------------------------------------------------
@@ -129,6 +172,8 @@ class FeedMachine(RuleBasedStateMachine):
             user_erase(user=user)
         self.users.remove(user_id)
         self.follows = {f for f in self.follows if user_id not in f}
+        self.blocks = {b for b in self.blocks if user_id not in b}
+        self.mutes = {m for m in self.mutes if user_id not in m}
         for post_id, (author_id, parent_id) in self.posts.items():
             if author_id == user_id:
                 self.posts[post_id] = (None, parent_id)
@@ -162,8 +207,22 @@ class FeedMachine(RuleBasedStateMachine):
     def reply(self, i: int, j: int) -> None:
         author = User.objects.get(id=self.pick(i))
         parent_id = sorted(self.posts)[j % len(self.posts)]
-        if parent_id not in self.live_posts:
+        parent = Post.objects.filter(id=parent_id, is_deleted=False).first()
+        hidden_from_author = (
+            parent is not None
+            and parent.is_hidden
+            and not author.is_staff
+            and parent.author_id != author.id
+        )
+        blocked = parent is not None and (parent.author_id, author.id) in self.blocks
+        if parent_id not in self.live_posts or hidden_from_author:
+            # Gone, a placeholder, or hidden from the replier: not found.
+            assert (parent is None) == (parent_id not in self.live_posts)
             with pytest.raises(NotFound):
+                post_create(author=author, content="too late", parent_id=parent_id)
+            return
+        if blocked:
+            with pytest.raises(NotAllowed):
                 post_create(author=author, content="too late", parent_id=parent_id)
             return
         post = post_create(author=author, content="a reply", parent_id=parent_id)
@@ -190,7 +249,8 @@ class FeedMachine(RuleBasedStateMachine):
         for i, j in pairs:
             follower = User.objects.get(id=self.pick(i))
             followed = User.objects.get(id=self.pick_other(i, j))
-            if follower.id == followed.id:
+            pair = (follower.id, followed.id)
+            if follower.id == followed.id or pair in self.blocks or pair[::-1] in self.blocks:
                 with pytest.raises(ServiceError):
                     follow_create(follower=follower, followed=followed)
                 continue
@@ -210,6 +270,78 @@ class FeedMachine(RuleBasedStateMachine):
         )
         assert deleted == ((follower_id, followed_id) in self.follows)
         self.follows.discard((follower_id, followed_id))
+
+    # --- Moderation ------------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.users) > 1)
+    @rule(i=index, j=index, undo=st.booleans())
+    def block(self, i: int, j: int, undo: bool) -> None:
+        """A block ends the follows both ways; an unblock restores none."""
+        blocker = User.objects.get(id=self.pick(i))
+        blocked = User.objects.get(id=self.pick_other(i, j))
+        if blocker.id == blocked.id:
+            with pytest.raises(ServiceError):
+                block_create(blocker=blocker, blocked=blocked)
+            return
+        pair = (blocker.id, blocked.id)
+        if undo:
+            assert block_delete(blocker=blocker, blocked=blocked) == (pair in self.blocks)
+            self.blocks.discard(pair)
+            return
+        assert block_create(blocker=blocker, blocked=blocked) == (pair not in self.blocks)
+        self.blocks.add(pair)
+        self.follows -= {pair, pair[::-1]}
+
+    @precondition(lambda self: len(self.users) > 1)
+    @rule(i=index, j=index, undo=st.booleans())
+    def mute(self, i: int, j: int, undo: bool) -> None:
+        muter = User.objects.get(id=self.pick(i))
+        muted = User.objects.get(id=self.pick_other(i, j))
+        if muter.id == muted.id:
+            with pytest.raises(ServiceError):
+                mute_create(muter=muter, muted=muted)
+            return
+        pair = (muter.id, muted.id)
+        if undo:
+            assert mute_delete(muter=muter, muted=muted) == (pair in self.mutes)
+            self.mutes.discard(pair)
+            return
+        assert mute_create(muter=muter, muted=muted) == (pair not in self.mutes)
+        self.mutes.add(pair)
+
+    @precondition(lambda self: self.users and self.live_posts)
+    @rule(i=index, j=index, reason=st.sampled_from(Reason.values))
+    def report(self, i: int, j: int, reason: str) -> None:
+        """A report; the REPORTS_TO_HIDE-th open one hides the post."""
+        reporter = User.objects.get(id=self.pick(i))
+        post = Post.objects.get(id=sorted(self.live_posts)[j % len(self.live_posts)])
+        mine = post.author_id == reporter.id
+        again = Report.objects.filter(post_id=post.id, reporter_id=reporter.id).exists()
+        if post.is_deleted or mine or again:
+            with pytest.raises(ServiceError):
+                report_create(reporter=reporter, post_id=post.id, reason=reason)
+            return
+        report_create(reporter=reporter, post_id=post.id, reason=reason)
+
+    @precondition(lambda self: self.users and self.live_posts)
+    @rule(i=index, j=index, action=st.sampled_from(["hide", "restore", "dismiss"]))
+    def staff_review(self, i: int, j: int, action: str) -> None:
+        """Staff hide, restore or dismiss (a first staff account if the others were deleted)."""
+        staff = User.objects.filter(is_staff=True).first()
+        if staff is None:
+            User.objects.filter(id=self.pick(i)).update(is_staff=True)
+            staff = User.objects.get(id=self.pick(i))
+        post = Post.objects.get(id=sorted(self.live_posts)[j % len(self.live_posts)])
+        refused = (
+            post.is_deleted
+            or (action == "restore" and not post.is_hidden)
+            or (action == "dismiss" and not post.open_reports)
+        )
+        if refused:
+            with pytest.raises(ServiceError):
+                review(staff=staff, post_id=post.id, action=action)
+            return
+        assert review(staff=staff, post_id=post.id, action=action).is_hidden == (action == "hide")
 
     # --- Operations ------------------------------------------------------------------------
 
@@ -267,11 +399,18 @@ class FeedMachine(RuleBasedStateMachine):
             entries = set(
                 FeedEntry.objects.filter(user_id=user.id).values_list("post_id", flat=True)
             )
-            assert entries <= set(expected), (user, entries - set(expected))
+            # Moderation, blocks and mutes are filtered when the feed is read, not stored.
+            followed = {b for a, b in self.follows if a == user.id} | {user.id}
+            members = set(
+                Post.objects.filter(
+                    author_id__in=followed, parent=None, is_deleted=False
+                ).values_list("id", flat=True)
+            )
+            assert entries <= members, (user, entries - members)
             if user.last_seen_at is not None and user.last_seen_at >= cutoff:
                 required = {
                     post_id
-                    for post_id in expected
+                    for post_id in members
                     if post_id >= user.feed_horizon
                     and (
                         self.posts[post_id][0] == user.id
@@ -291,6 +430,8 @@ class FeedMachine(RuleBasedStateMachine):
         )
         placeholders = set(Post.objects.filter(is_deleted=True).values_list("id", flat=True))
         assert placeholders == self.placeholders()
+        assert set(Block.objects.values_list("blocker_id", "blocked_id")) == self.blocks
+        assert set(Mute.objects.values_list("muter_id", "muted_id")) == self.mutes
 
     def placeholders(self) -> set[int]:
         """Deleted posts that stay as placeholders: those with a reply still there (a live post
@@ -305,6 +446,46 @@ class FeedMachine(RuleBasedStateMachine):
             if not above:
                 return kept - self.live_posts
             kept |= above
+
+    @invariant()
+    def stream_agrees_with_pages(self) -> None:
+        """The stream shows what the page shows: its live filter, judging each post by itself
+        (and each reply count), and its catch-up pick exactly the page selectors' posts."""
+        posts = list(Post.objects.values_list("id", "author_id", "parent_id", "is_hidden"))
+        threads = [
+            p.id for p in Post.objects.filter(replies_count__gt=0).order_by("-id")[:THREADS_CHECKED]
+        ]
+        for reader in User.objects.order_by("id"):
+            pages: list[tuple[Subscription, list[int]]] = [
+                (
+                    Subscription(reader, "for_you"),
+                    page_by_page(lambda c, r=reader: selectors.for_you_pull(r, c)),
+                ),
+                (
+                    Subscription(reader, "following"),
+                    page_by_page(lambda c, r=reader: selectors.following(r, c)),
+                ),
+            ]
+            for thread_id in threads:
+                post = post_selectors.post_for_display(thread_id, reader)
+                assert post is not None
+                if not post_selectors.can_see(reader, post):
+                    continue  # the stream does not open (404), as the page does not
+                replies = page_by_page(lambda c, p=post, r=reader: first_level(p, r, c))
+                pages.append((Subscription(reader, "thread", thread_id), replies))
+            for subscription, page in pages:
+                load_filters(subscription)
+                shown = set(page)
+                where = (reader.id, subscription.feed, subscription.thread_id)
+                for post_id, author, parent, hidden in posts:
+                    count = CountEvent(post_id, 1, author, parent, hidden)
+                    if post_id != subscription.thread_id:
+                        assert subscription.wants(count) == (post_id in shown), (where, post_id)
+                    if not hidden:  # a new post's event (posts are never hidden when new)
+                        event = PostEvent(post_id, author, parent)
+                        assert subscription.wants(event) == (post_id in shown), (where, post_id)
+                caught = [event.id for event in catch_up(subscription, 0, 10_000)]
+                assert caught == sorted(shown), (where, caught, page)
 
     @invariant()
     def counters_are_exact(self) -> None:
@@ -348,6 +529,7 @@ def small_limits(settings: Any, db_job_backend: Callable[[], None]) -> None:
     settings.FEED_MAX_ENTRIES = 5
     settings.PAGE_SIZE = 3
     settings.FANOUT_CHUNK_SIZE = 2
+    settings.REPORTS_TO_HIDE = 2
     FeedMachine.run_jobs = staticmethod(db_job_backend)  # type: ignore[assignment]
 
 

@@ -1,20 +1,12 @@
-"""Reads of moderation, and the filters every post list applies.
+"""Reads of moderation: relationships between accounts, the review queue, the audit log.
 
-Two filters, one per kind of list:
-- `in_feeds(viewer)`: For You, Following and All leave out hidden posts (except the viewer's own)
-  and the posts of accounts the viewer blocks or mutes.
-- `on_pages(viewer)`: profiles and threads leave out hidden posts (except the viewer's own; staff
-  see them, marked) and the posts of accounts the viewer blocks. Muting changes only feeds.
-Both are conditions of the query that reads the page (subqueries on small primary keys), so they
-cost no extra query and take effect on the next page load. For You and Following write the same
-rule into their author condition instead (timelines.selectors.heard_ids), which plans better.
+Who may see which post (hidden posts, blocks, mutes) is decided in timelines.visibility; `can_see`
+is imported here for the views that ask it through this module.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from django.contrib.auth.models import AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from microblog.accounts.models import User
@@ -23,73 +15,11 @@ from microblog.core.pagination import Page, make_page
 from microblog.follows.models import Follow
 from microblog.moderation.models import Block, ModerationAction, Mute, Report
 from microblog.posts.models import Post
-
-Viewer = User | AnonymousUser
-
-# A function that builds a query of posts from ids (core.sqlcache compiles it once per shape).
-PostsQuery = Callable[..., QuerySet[Post]]
+from microblog.timelines.visibility import Viewer
+from microblog.timelines.visibility import can_see as can_see  # for the views that ask here
 
 QUEUE_PAGE_SIZE = 20
 LOG_PAGE_SIZE = 50
-
-
-def blocked_ids(viewer_id: int) -> QuerySet[Block, int]:
-    return Block.objects.filter(blocker_id=viewer_id).values_list("blocked_id", flat=True)
-
-
-def muted_ids(viewer_id: int) -> QuerySet[Mute, int]:
-    return Mute.objects.filter(muter_id=viewer_id).values_list("muted_id", flat=True)
-
-
-def in_feeds(viewer: Viewer) -> Q:
-    """Posts a feed may show `viewer` (the All page; For You and Following apply the same rule
-    through timelines.selectors.heard_ids)."""
-    if not viewer.is_authenticated:
-        return Q(is_hidden=False)
-    # Staff read feeds like everyone else; they see hidden posts on pages and in the queue.
-    return (
-        (Q(is_hidden=False) | Q(author_id=viewer.id))
-        & ~Q(author_id__in=blocked_ids(viewer.id))
-        & ~Q(author_id__in=muted_ids(viewer.id))
-    )
-
-
-def on_pages(viewer: Viewer) -> Q:
-    """Posts a profile or thread may show `viewer`."""
-    if not viewer.is_authenticated:
-        return on_pages_for(None)
-    return on_pages_for(viewer.id, staff=viewer.is_staff)
-
-
-def on_pages_for(viewer_id: int | None, *, staff: bool = False) -> Q:
-    """on_pages() from the viewer's id (None: a visitor), for queries compiled once."""
-    if viewer_id is None:
-        return Q(is_hidden=False)
-    visible = Q() if staff else Q(is_hidden=False) | Q(author_id=viewer_id)
-    return visible & ~Q(author_id__in=blocked_ids(viewer_id))
-
-
-def by_viewer_kind(
-    viewer: Viewer, *, visitors: PostsQuery, users: PostsQuery, staff: PostsQuery
-) -> tuple[PostsQuery, tuple[int, ...]]:
-    """For queries compiled once per shape (core.sqlcache): the builder for this kind of viewer
-    (their on_pages() filter has one shape per kind) and the viewer's arguments to it."""
-    if not viewer.is_authenticated:
-        return visitors, ()
-    return (staff if viewer.is_staff else users), (viewer.id,)
-
-
-def can_see(viewer: Viewer, post: Post) -> bool:
-    """Whether `viewer` may open this post's own page (hidden posts: author and staff only).
-    Posts of blocked accounts open with their content withheld (the template says why)."""
-    return not post.is_hidden or (
-        viewer.is_authenticated and (viewer.is_staff or viewer.id == post.author_id)
-    )
-
-
-def replyable_by(author: User) -> Q:
-    """Posts `author` may reply to: those whose page they may open (can_see)."""
-    return Q() if author.is_staff else Q(is_hidden=False) | Q(author_id=author.id)
 
 
 def has_reported(*, reporter_id: int, post_id: int) -> bool:

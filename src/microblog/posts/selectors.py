@@ -12,14 +12,14 @@ from microblog.core import sqlcache
 from microblog.core.ids import is_id
 from microblog.core.pagination import Page, make_page
 from microblog.moderation.models import Block
-from microblog.moderation.selectors import (
+from microblog.posts.models import Post
+from microblog.timelines.visibility import (
     Viewer,
     by_viewer_kind,
     can_see,
     on_pages,
     on_pages_for,
 )
-from microblog.posts.models import Post
 
 WITHHELD_HIDDEN = "This post was hidden by the moderators."
 WITHHELD_BLOCKED = "This post is by an account you blocked."
@@ -172,6 +172,13 @@ def _replies_for_users(post_id: int, after: int, viewer_id: int) -> QuerySet[Pos
 
 def _replies_for_staff(post_id: int, after: int, viewer_id: int) -> QuerySet[Post]:
     return _replies(post_id, after, on_pages_for(viewer_id, staff=True))
+
+
+def replies_since(post_id: int, viewer: Viewer, since: int, limit: int) -> list[Post]:
+    """The newest `limit` direct replies to the post newer than `since`, newest first, that the
+    thread page shows `viewer` (its first level; the live stream's catch-up reads this)."""
+    replies = Post.objects.select_related("author").filter(on_pages(viewer), parent_id=post_id)
+    return list(replies.filter(id__gt=since).order_by("-id")[:limit])
 
 
 def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:

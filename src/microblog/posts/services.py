@@ -10,10 +10,10 @@ from microblog.core.errors import NotAllowed, NotFound
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text
 from microblog.moderation.models import Report
-from microblog.moderation.selectors import blocks_replies, replyable_by
+from microblog.moderation.selectors import blocks_replies
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
 from microblog.stream import events
-from microblog.timelines import fanout
+from microblog.timelines import fanout, visibility
 
 PARENT_MISSING = "The post you are replying to no longer exists."
 REPLY_TO_DELETED = "This post was deleted: you can reply to its replies."
@@ -41,7 +41,7 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         # The UPDATE both checks that the parent exists, is not deleted and may be seen by the
         # author, and locks it against a concurrent delete or hide until this reply commits.
         if parent_id is not None and not Post.objects.filter(
-            replyable_by(author), id=parent_id, is_deleted=False
+            visibility.replyable_by(author), id=parent_id
         ).update(replies_count=F("replies_count") + 1):
             raise NotFound(PARENT_MISSING, code="parent_missing")
         if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):

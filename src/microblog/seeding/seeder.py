@@ -887,7 +887,10 @@ def _seed_portable(
 
 def _build_feeds(now_ms: int, step: Callable[[str, float], None]) -> None:
     """Every active reader's stored feed, in one set-based statement: the newest
-    FEED_MAX_ENTRIES of their own and their followed non-celebrity authors' top-level posts."""
+    FEED_MAX_ENTRIES of their own and their followed non-celebrity authors' top-level posts
+    (which posts a feed may hold: timelines.visibility)."""
+    from microblog.timelines.visibility import stored_in_feeds_sql
+
     cutoff = connection.ops.adapt_datetimefield_value(
         _ts(now_ms) - timedelta(days=settings.FANOUT_INACTIVE_DAYS)
     )
@@ -903,12 +906,13 @@ def _build_feeds(now_ms: int, step: Callable[[str, float], None]) -> None:
                     SELECT f.follower_id AS user_id, p.id AS post_id, p.author_id AS author_id
                     FROM {FOLLOWS} f
                     JOIN {USERS} a ON a.id = f.followed_id AND a.is_celebrity = %s
-                    JOIN {POSTS} p ON p.author_id = f.followed_id AND p.parent_id IS NULL
+                    JOIN {POSTS} p
+                      ON p.author_id = f.followed_id AND {stored_in_feeds_sql("p")}
                     JOIN {USERS} r ON r.id = f.follower_id AND r.last_seen_at >= %s
                     UNION ALL
                     SELECT p.author_id, p.id, p.author_id
                     FROM {POSTS} p JOIN {USERS} r ON r.id = p.author_id
-                    WHERE p.parent_id IS NULL AND r.last_seen_at >= %s
+                    WHERE {stored_in_feeds_sql("p")} AND r.last_seen_at >= %s
                 ) AS c
             ) AS ranked
             WHERE rn <= %s

@@ -35,7 +35,7 @@ import io
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -60,6 +60,7 @@ from microblog.stream.events import (
     RepliesChangedEvent,
     parse,
 )
+from microblog.timelines import visibility
 
 if TYPE_CHECKING:
     from microblog.accounts.models import User
@@ -91,9 +92,9 @@ class Subscription:
     reader: "User"
     feed: str  # "for_you", "following" or "thread"
     thread_id: int | None = None
-    # Feeds: the accounts whose posts reach the reader's feeds (timelines.selectors.heard_ids:
-    # followed, less muted and blocked). Threads: the accounts the reader blocks, whose posts
-    # the page leaves out (moderation.selectors.on_pages).
+    # Feeds: the accounts whose posts reach the reader's feeds (visibility.heard_ids: followed,
+    # less muted and blocked). Threads: the accounts the reader blocks, whose posts the page
+    # leaves out (visibility.on_pages).
     heard: frozenset[int] = frozenset()
     blocked: frozenset[int] = frozenset()
 
@@ -102,41 +103,42 @@ class Subscription:
         return int(self.reader.pk)
 
     def wants(self, event: PostEvent | CountEvent) -> bool:
+        """Whether the reader's page shows this post: the page's own rule (timelines.visibility)
+        for one post at a time. A new post is never hidden yet."""
         if isinstance(event, CountEvent):
             return self.wants_count(event)
+        return self.shows(event.author, event.parent, hidden=False)
+
+    def shows(self, author: int | None, parent: int | None, *, hidden: bool) -> bool:
         if self.feed == "thread":
             # Direct replies to the open post (deeper replies show when the page is reloaded).
             return (
-                event.parent is not None
-                and event.parent == self.thread_id
-                and event.author not in self.blocked
+                parent is not None
+                and parent == self.thread_id
+                and visibility.on_pages_shows(
+                    self.reader_id,
+                    self.blocked,
+                    staff=self.reader.is_staff,
+                    author=author,
+                    hidden=hidden,
+                )
             )
-        if event.author is None:
-            return False
         if self.feed == "following":
-            # Posts and replies of the accounts the reader hears (timelines.selectors.following).
-            return event.author in self.heard
-        # For You (timelines.selectors.for_you_pull_query): top-level posts by the reader or by
-        # anyone they hear, celebrities included (their posts are merged at read time).
-        return event.parent is None and (
-            event.author == self.reader_id or event.author in self.heard
+            return visibility.following_shows(self.heard, author=author, hidden=hidden)
+        # For You: celebrities included (their posts are merged at read time).
+        return visibility.for_you_shows(
+            self.reader_id, self.heard, author=author, parent=parent, hidden=hidden
         )
 
     def wants_count(self, event: CountEvent) -> bool:
-        """Whether the reader's page may show the post whose reply count changed."""
-        if event.hidden and event.author != self.reader_id:
-            # Every page shows a hidden post to its author (moderation.selectors); staff, who
-            # also see it on pages, read its count when they reload.
-            return False
-        if self.feed == "thread":
-            # The open post and its direct replies (the cards the page shows at first).
-            return event.post == self.thread_id or (
-                event.parent is not None
-                and event.parent == self.thread_id
-                and event.author not in self.blocked
+        """Whether the reader's page shows the post whose reply count changed: on a thread page
+        the open post (the stream is open only while the reader may open it) and its direct
+        replies; on a feed, the posts it shows."""
+        if self.feed == "thread" and event.post == self.thread_id:
+            return visibility.may_open(
+                self.reader_id, staff=self.reader.is_staff, author=event.author, hidden=event.hidden
             )
-        # A feed shows the posts it would deliver as events.
-        return self.wants(PostEvent(id=event.post, author=event.author, parent=event.parent))
+        return self.shows(event.author, event.parent, hidden=event.hidden)
 
 
 # --- Database work (in threads) -------------------------------------------------------------
@@ -176,11 +178,10 @@ def session_user(session_key: str | None) -> "User | None":
 def may_open_thread(post_id: int, reader: "User") -> bool:
     """Whether the reader may open the post's page: the thread view's own check
     (posts.views.detail), so a stream never tells about a post its page would answer 404 for."""
-    from microblog.moderation.selectors import can_see
     from microblog.posts.selectors import post_for_display
 
     post = post_for_display(post_id, reader)
-    return post is not None and can_see(reader, post)
+    return post is not None and visibility.can_see(reader, post)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,36 +218,30 @@ def still_admitted(session_key: str, subscription: Subscription) -> bool:
 def load_filters(subscription: Subscription) -> None:
     """Loads the reader's filters from the page selectors (at start, and again whenever they may
     have changed: see Listener.reload_filters)."""
-    from microblog.moderation.selectors import blocked_ids
-    from microblog.timelines.selectors import heard_ids
-
     if subscription.feed == "thread":
-        subscription.blocked = frozenset(blocked_ids(subscription.reader_id))
+        subscription.blocked = frozenset(visibility.blocked_ids(subscription.reader_id))
     else:
-        subscription.heard = frozenset(heard_ids(subscription.reader))
+        subscription.heard = frozenset(visibility.heard_ids(subscription.reader))
 
 
 def catch_up(subscription: Subscription, after: int, limit: int) -> list[PostEvent]:
-    """The page's posts newer than `after` (at most the newest `limit`), oldest first, read with
-    the page's own selectors."""
-    from microblog.moderation.selectors import on_pages
+    """The page's posts newer than `after` (at most the newest `limit`), oldest first: the
+    selectors the pages read for `?since=` (feeds) and for their first level of replies
+    (threads), so the catch-up and the page cannot disagree."""
     from microblog.posts.models import Post
-    from microblog.timelines.selectors import following_query, for_you_pull_query
+    from microblog.posts.selectors import replies_since
+    from microblog.timelines.selectors import following_since, for_you_since
 
     reader = subscription.reader
+    posts: Sequence[Post]
     if subscription.feed == "thread":
-        # The thread page's replies (posts.selectors.thread): what on_pages lets the reader see.
-        posts = Post.objects.filter(on_pages(reader), parent_id=subscription.thread_id)
+        assert subscription.thread_id is not None
+        posts = replies_since(subscription.thread_id, reader, after, limit)
     elif subscription.feed == "following":
-        posts = following_query(reader)
+        posts = following_since(reader, after, limit).items
     else:
-        posts = for_you_pull_query(reader)
-    rows = list(
-        posts.filter(id__gt=after)
-        .order_by("-id")
-        .values_list("id", "author_id", "parent_id")[:limit]
-    )
-    return [PostEvent(id=i, author=a, parent=p) for i, a, p in reversed(rows)]
+        posts = for_you_since(reader, after, limit).items
+    return [PostEvent(id=p.id, author=p.author_id, parent=p.parent_id) for p in reversed(posts)]
 
 
 def reply_counts(post_ids: list[int]) -> list[CountEvent]:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
 from microblog.posts.models import Post
+from microblog.timelines import visibility
 from microblog.timelines.models import FanOut, FeedEntry
 
 FEED = FeedEntry._meta.db_table
@@ -83,7 +84,11 @@ def fan_out_post(post_id: int, checkpoint: Callable[[], None] | None = None) -> 
     if finished_at is not None:
         return 0  # a second run after a crash between the last chunk and the job's end
     post = Post.objects.filter(id=post_id).select_related("author").first()
-    if post is None or post.parent_id is not None or post.author is None:
+    if (
+        post is None
+        or not visibility.stored_in_feeds(parent_id=post.parent_id, is_deleted=post.is_deleted)
+        or post.author is None
+    ):
         _record_progress(post_id, None)
         return 0
     if post.author.is_celebrity:
@@ -113,7 +118,8 @@ def fan_out_post(post_id: int, checkpoint: Callable[[], None] | None = None) -> 
             # A post deleted meanwhile is gone, or a placeholder kept for its replies
             # (posts.services.post_delete): either way its entries went with it.
             cursor.execute(
-                f"SELECT 1 FROM {POSTS} WHERE id = %s AND NOT is_deleted {_lock_posts_clause()}",
+                f"SELECT 1 FROM {POSTS} p WHERE p.id = %s "
+                f"AND {visibility.stored_in_feeds_sql('p')} {_lock_posts_clause()}",
                 [post.id],
             )
             if cursor.fetchone() is None:
@@ -178,7 +184,7 @@ def backfill_follow(*, follower: User, followed: User) -> None:
             f"""
             INSERT INTO {FEED} (user_id, post_id, author_id)
             SELECT %s, p.id, p.author_id FROM {POSTS} p
-            WHERE p.author_id = %s AND p.parent_id IS NULL AND p.id >= %s
+            WHERE p.author_id = %s AND {visibility.stored_in_feeds_sql("p")} AND p.id >= %s
             ORDER BY p.id DESC LIMIT %s {_lock_posts_clause("p")}
             ON CONFLICT DO NOTHING
             """,
@@ -254,7 +260,7 @@ def _copy_pull_query(user_id: int, *, floor: int) -> None:
             f"""
             INSERT INTO {FEED} (user_id, post_id, author_id)
             SELECT %s, p.id, p.author_id FROM {POSTS} p
-            WHERE p.parent_id IS NULL AND p.id >= %s AND (
+            WHERE {visibility.stored_in_feeds_sql("p")} AND p.id >= %s AND (
                 p.author_id = %s
                 OR p.author_id IN (SELECT followed_id FROM {FOLLOWS} WHERE follower_id = %s)
             )
@@ -341,7 +347,8 @@ def backfill_author(author_id: int) -> int:
                 JOIN {POSTS} p ON p.author_id = f.followed_id
                 WHERE f.followed_id = %s AND f.follower_id IN ({placeholders})
                   AND u.last_seen_at >= %s
-                  AND p.parent_id IS NULL AND p.id >= %s AND p.id >= u.feed_horizon
+                  AND {visibility.stored_in_feeds_sql("p")}
+                  AND p.id >= %s AND p.id >= u.feed_horizon
                 {_lock_follows_clause(posts="p")}
                 ON CONFLICT DO NOTHING
                 """,

@@ -12,22 +12,10 @@ from django.db.models.expressions import RawSQL
 from microblog.accounts.models import User
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
-from microblog.follows.models import Follow
-from microblog.moderation.models import Block, Mute
-from microblog.moderation.selectors import (
-    Viewer,
-    blocked_ids,
-    by_viewer_kind,
-    in_feeds,
-    muted_ids,
-    on_pages_for,
-)
 from microblog.posts.models import Post
-from microblog.timelines import fanout
+from microblog.timelines import fanout, visibility
 from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, USERS
-
-BLOCKS = Block._meta.db_table
-MUTES = Mute._meta.db_table
+from microblog.timelines.visibility import Viewer, by_viewer_kind, on_pages_for
 
 
 def posts_for_display() -> QuerySet[Post]:
@@ -46,17 +34,6 @@ def _newest_first(queryset: QuerySet[Post], cursor: int | None) -> Page[Post]:
         queryset = queryset.filter(id__lt=cursor)
     size = settings.PAGE_SIZE
     return make_page(list(queryset.order_by("-id")[: size + 1]), size)
-
-
-def heard_ids(user: User) -> QuerySet[Follow, int]:
-    """The accounts whose posts reach the user's feeds: the ones they follow, less the ones they
-    mute or block (moderation.selectors.in_feeds)."""
-    return (
-        Follow.objects.filter(follower_id=user.id)
-        .exclude(followed_id__in=muted_ids(user.id))
-        .exclude(followed_id__in=blocked_ids(user.id))
-        .values_list("followed_id", flat=True)
-    )
 
 
 def for_you(user: User, cursor: int | None = None) -> Page[Post]:
@@ -100,26 +77,15 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
     entries and their followed celebrities' posts. `limit` is written into the SQL (it is the
     same on every call), so a prepared statement's generic plan knows it."""
     limit = int(limit)
-    # Moderation (moderation.selectors.in_feeds) as conditions on each entry: no post hidden by
-    # moderators unless it is the reader's own, nothing by an author the reader blocks or mutes
-    # (the entry carries its author). The hidden check is a scalar subquery, not NOT EXISTS, so
-    # it stays one probe of the small partial index of hidden posts per entry read: as an anti
-    # join, the planner may read every hidden post instead, a cost that grows with their number.
+    # Who sees what (moderation, mutes, blocks) on each entry and merged post: timelines.visibility.
     stored = f"""
         SELECT e.post_id FROM {FEED} e
         WHERE e.user_id = %s AND e.post_id < %s AND e.post_id >= %s
-          AND (SELECT h.id FROM {POSTS} h
-               WHERE h.id = e.post_id AND h.is_hidden AND h.author_id <> e.user_id) IS NULL
-          AND NOT EXISTS (
-              SELECT 1 FROM {MUTES} m WHERE m.muter_id = e.user_id AND m.muted_id = e.author_id)
-          AND NOT EXISTS (
-              SELECT 1 FROM {BLOCKS} b
-              WHERE b.blocker_id = e.user_id AND b.blocked_id = e.author_id)
+          AND {visibility.stored_entry_shown_sql("e")}
         ORDER BY e.post_id DESC LIMIT {limit}
     """
-    # Followed celebrities, less the muted ones (blocking ends the follow).
-    not_muted = f"""NOT EXISTS (
-        SELECT 1 FROM {MUTES} m WHERE m.muter_id = f.follower_id AND m.muted_id = f.followed_id)"""
+    heard = visibility.celebrity_follow_heard_sql("f")
+    shown = visibility.celebrity_post_shown_sql("p")
     if connection.vendor == "postgresql":
         # Driven from the reader's follows: each followed celebrity costs one index probe that
         # reads at most `limit` of its posts, and none older than the page's oldest stored
@@ -137,10 +103,10 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
             CROSS JOIN LATERAL (
                 SELECT p.id FROM {POSTS} p
                 WHERE p.author_id = f.followed_id AND p.parent_id IS NULL
-                  AND p.id < %s AND p.id >= floor.lo AND NOT p.is_hidden
+                  AND p.id < %s AND p.id >= floor.lo AND {shown}
                 ORDER BY p.id DESC LIMIT {limit}
             ) AS cp
-            WHERE f.follower_id = %s AND c.is_celebrity AND {not_muted}
+            WHERE f.follower_id = %s AND c.is_celebrity AND {heard}
             ORDER BY 1 DESC LIMIT {limit}
         """
         return sql, [user_id, upper, horizon, horizon, upper, user_id]
@@ -150,11 +116,11 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
         UNION
         SELECT id FROM (
             SELECT p.id FROM {POSTS} p
-            WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND NOT p.is_hidden
+            WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND {shown}
               AND p.author_id IN (
                 SELECT f.followed_id FROM {FOLLOWS} f
                 JOIN {USERS} c ON c.id = f.followed_id
-                WHERE f.follower_id = %s AND c.is_celebrity AND {not_muted}
+                WHERE f.follower_id = %s AND c.is_celebrity AND {heard}
             )
             ORDER BY p.id DESC LIMIT {limit}
         ) AS celebrities
@@ -166,13 +132,7 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
 def for_you_pull_query(user: User) -> QuerySet[Post]:
     """The reference For You: computed from posts and follows alone (the fan-out is tested
     against it, and it serves readers and pages the stored feed does not cover)."""
-    # Moderation is written into the author condition (in_feeds, rearranged): one's own posts,
-    # hidden or not, and the visible posts of the accounts one hears. As separate conditions
-    # on the posts, the planner misjudged them and read every post (Following: 23 ms instead of
-    # 2.3 ms at the seed preset; docs/benchmarks.md).
-    return top_level_posts().filter(
-        Q(author_id=user.id) | Q(author_id__in=heard_ids(user), is_hidden=False)
-    )
+    return Post.objects.select_related("author").filter(visibility.for_you(user))
 
 
 def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
@@ -186,27 +146,29 @@ def following(user: User, cursor: int | None = None) -> Page[Post]:
 
 def following_query(user: User) -> QuerySet[Post]:
     """The Following page's posts (the live stream's catch-up reads them too)."""
-    return posts_for_display().filter(author_id__in=heard_ids(user), is_hidden=False)
+    return posts_for_display().filter(visibility.following(user))
 
 
 # The most posts `?since=` returns at once (the "N new posts" button, stream/app.py).
 NEW_POSTS_LIMIT = 100
 
 
-def for_you_since(user: User, since: int) -> Page[Post]:
-    """For You posts newer than `since`, newest first (the pull query: same rows as the feed)."""
-    posts = for_you_pull_query(user).filter(id__gt=since).order_by("-id")[:NEW_POSTS_LIMIT]
+def for_you_since(user: User, since: int, limit: int = NEW_POSTS_LIMIT) -> Page[Post]:
+    """For You posts newer than `since`, newest first (the pull query: same rows as the feed).
+    The page's `?since=` and the live stream's catch-up both read this."""
+    posts = for_you_pull_query(user).filter(id__gt=since).order_by("-id")[:limit]
     return Page(items=list(posts), next_cursor=None)
 
 
-def following_since(user: User, since: int) -> Page[Post]:
-    posts = following_query(user).filter(id__gt=since).order_by("-id")[:NEW_POSTS_LIMIT]
+def following_since(user: User, since: int, limit: int = NEW_POSTS_LIMIT) -> Page[Post]:
+    """Following posts newer than `since`, newest first (`?since=` and the stream's catch-up)."""
+    posts = following_query(user).filter(id__gt=since).order_by("-id")[:limit]
     return Page(items=list(posts), next_cursor=None)
 
 
 def everyone(viewer: Viewer, cursor: int | None = None) -> Page[Post]:
     """Every top-level post: the public timeline (not the placeholders of deleted ones)."""
-    posts = top_level_posts().filter(in_feeds(viewer), is_deleted=False)
+    posts = Post.objects.select_related("author").filter(visibility.everyone(viewer))
     return _newest_first(posts, cursor)
 
 
