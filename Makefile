@@ -75,7 +75,7 @@ cluster-stop: $(VENV)/.installed-run
 
 ## The cluster's own tests (tests/cluster/): they start a cluster of their own in
 ## data/cluster-test and stop it at the end.
-cluster-test: $(VENV)/.installed-dev
+cluster-test: $(VENV)/.installed-dev $(AXE)
 	MICROBLOG_CLUSTER_TESTS=1 $(BIN)/pytest -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
 
 $(VENV)/.installed-audit: pyproject.toml | $(BIN)/python

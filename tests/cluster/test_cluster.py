@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from microblog.cluster import WEB_INSTANCES, Cluster
+from tests.conftest import TIMEOUT_MS, log_in
 from tests.ops.test_faults import WebUser
-from tests.pages.test_browser import TIMEOUT_MS, browser, log_in  # noqa: F401 (fixture)
 from tests.stream.helpers import EventStream
 
 with contextlib.suppress(ImportError):  # the dev extra installs it; test_browser skips without
@@ -242,7 +242,7 @@ def test_read_your_writes_under_replication_lag(cluster: Cluster) -> None:
 
 def test_a_live_reply_shows_on_an_open_thread_while_the_replica_lags(
     cluster: Cluster,
-    browser: "Browser",  # noqa: F811 (the fixture imported above)
+    browser: "Browser",
 ) -> None:
     author, reader = new_user(cluster, "threadauthor"), new_user(cluster, "threadreader")
     assert author.post("a thread read from the replica").status == 302
