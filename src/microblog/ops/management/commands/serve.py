@@ -21,6 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from microblog.ops.granian import granian_command
+
 # After the workers' grace period: time for a worker to requeue its job and exit.
 STOP_MARGIN_SECONDS = 5.0
 
@@ -52,28 +54,19 @@ class Command(BaseCommand):
         # default), or the pages under native WSGI, which costs less CPU per page.
         same_port = options["stream"] == "same-port"
         commands = [
-            [
-                python,
-                "-m",
-                "granian",
-                "--interface",
-                "asgi" if same_port else "wsgi",
-                "--host",
-                options["host"],
-                "--port",
-                str(options["port"]),
-                "--workers",
-                str(options["web_workers"]),
-                # Under ASGI the combined app runs pages in its own pool of --threads threads
-                # (STREAM_WSGI_THREADS below).
-                *([] if same_port else ["--blocking-threads", str(options["threads"])]),
-                # Open event streams never end by themselves: stop the worker after 5 s.
-                *(["--workers-kill-timeout", "5"] if same_port else []),
-                "--no-ws",
+            granian_command(
                 "microblog.stream.combined:application"
                 if same_port
                 else "microblog.wsgi:application",
-            ],
+                interface="asgi" if same_port else "wsgi",
+                host=options["host"],
+                port=options["port"],
+                workers=options["web_workers"],
+                # Under ASGI the combined app runs pages in its own pool of --threads threads
+                # (STREAM_WSGI_THREADS below).
+                blocking_threads=None if same_port else options["threads"],
+                event_streams=same_port,
+            )
         ]
         commands += [[python, "-m", "microblog", "worker"]] * options["job_workers"]
         metrics_dir, made_dir = self.metrics_dir()

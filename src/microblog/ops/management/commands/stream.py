@@ -8,6 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from microblog.ops.granian import granian_command
+
 
 class Command(BaseCommand):
     help = "Serve live updates (Server-Sent Events at /events/) until interrupted."
@@ -23,23 +25,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "asgi",
-            "--host",
-            options["host"],
-            "--port",
-            str(options["port"]),
-            "--workers",
-            str(options["workers"]),
-            "--no-ws",
-            # Open streams never end by themselves: a stopping worker is killed after this.
-            "--workers-kill-timeout",
-            "5",
+        command = granian_command(
             "microblog.stream.asgi:application",
-        ]
+            interface="asgi",
+            host=options["host"],
+            port=options["port"],
+            workers=options["workers"],
+            event_streams=True,
+        )
         sys.stdout.flush()
         os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, fixed arguments)
