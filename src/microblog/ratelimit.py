@@ -17,7 +17,7 @@ Where the rules apply:
 
 - `RateLimitMiddleware`: every request against "requests" (per IP), and by route (URL pattern
   name): posts and replies ("posts", per user), follow and unfollow ("follows", per user), feed
-  pages ("feeds", per user, per IP when signed out);
+  and tag pages ("feeds", per user, per IP when signed out), searches ("searches", likewise);
 - views, through `enforce`, `reserve`, `refund` and `hit`: sign-ups (accounts.views.signup:
   reserved before the account is created, refunded when it is not, so only created accounts
   count), failed log-ins and password re-checks (`login_reserve`, `recheck_reserve`: the attempt
@@ -73,6 +73,8 @@ ROUTE_RULES: dict[str, tuple[str, frozenset[str], str]] = {
     "following": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
     "all": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
     "profile": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "tag": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "search": ("searches", frozenset({"GET", "HEAD"}), "user_or_ip"),
 }
 
 MESSAGES = {
@@ -81,6 +83,7 @@ MESSAGES = {
     "posts": "You are posting too fast. Wait {wait} and try again.",
     "follows": "You are following and unfollowing too fast. Wait {wait} and try again.",
     "reports": "You have sent many reports. Wait {wait} and try again.",
+    "searches": "You are searching too fast. Wait {wait} and try again.",
 }
 DEFAULT_MESSAGE = "Too many requests. Wait {wait} and try again."
 

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "microblog.follows",
     "microblog.timelines",
     "microblog.moderation",
+    "microblog.tags",
+    "microblog.search",
     "microblog.ops",
     "microblog.seeding",
     "django_tasks_db",
@@ -349,6 +351,8 @@ MAINTENANCE_INTERVALS = {
     "counters_check": env_int("COUNTERS_CHECK_INTERVAL", 86400),
     "ratelimit_prune": env_int("RATELIMIT_PRUNE_INTERVAL", 600),
     "fanouts_resume": env_int("FANOUTS_RESUME_INTERVAL", 60),
+    # The trending hashtags of the last 24 hours (tags.services.trending_refresh).
+    "tags_trending": env_int("TAGS_TRENDING_INTERVAL", 600),
 }
 JOBS_KEEP_FINISHED_DAYS = env_int("JOBS_KEEP_FINISHED_DAYS", 7)
 
@@ -383,6 +387,8 @@ RATELIMIT_PRODUCTION_RULES = {
     "signups": "3/1h",
     # reports of posts, per user (moderation)
     "reports": "10/1h",
+    # searches (/search, every page of results), per user, per IP when signed out
+    "searches": "30/1m",
 }
 # Development (DEBUG=1, as `make run` sets): one person trying the site from one address, where
 # every browser tab is 127.0.0.1, with several accounts; still limits, so they can be tried.
@@ -394,6 +400,7 @@ RATELIMIT_DEVELOPMENT_RULES = {
     "login_failures": "20/5m",
     "signups": "50/1h",
     "reports": "100/1h",
+    "searches": "300/1m",
 }
 RATELIMIT_RULES = {
     name: os.environ.get(f"RATELIMIT_{name.upper()}", default)

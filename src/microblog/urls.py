@@ -8,6 +8,8 @@ from microblog.core.ids import ID_PATTERN, parse_id
 from microblog.moderation import views as moderation
 from microblog.ops import dashboard, health, metrics
 from microblog.posts import views as posts
+from microblog.search import views as search
+from microblog.tags import views as tags
 from microblog.timelines import views as timelines
 
 
@@ -55,6 +57,9 @@ urlpatterns = [
     path("posts/<post_id:post_id>", posts.detail, name="post_detail"),
     path("posts/<post_id:post_id>/delete", posts.delete, name="post_delete"),
     path("posts/<post_id:post_id>/report", moderation.report, name="post_report"),
+    path("tags", tags.trending, name="trending"),
+    path("tags/<str:name>", tags.tag, name="tag"),
+    path("search", search.search, name="search"),
     path(f"@{USERNAME}", accounts.profile, name="profile"),
     path(f"@{USERNAME}/followers", accounts.followers, name="followers"),
     path(f"@{USERNAME}/following", accounts.following, name="following_list"),

@@ -130,6 +130,7 @@ def test_default_rules_are_those_of_the_issue() -> None:
         "login_failures": (5, 300),
         "signups": (3, 3600),
         "reports": (10, 3600),
+        "searches": (30, 60),  # issue 16: search is rate limited
     }
 
 

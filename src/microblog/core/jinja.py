@@ -4,7 +4,7 @@ import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.contrib.messages import get_messages
 from django.core.signals import setting_changed
@@ -17,6 +17,8 @@ from django.utils.html import format_html
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
+
+from microblog.core.text import hashtag_spans
 
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:
@@ -58,6 +60,11 @@ def profile_path(username: str) -> str:
 
 def post_path(post_id: int) -> str:
     return f"/posts/{post_id}"
+
+
+def tag_path(name: str) -> str:
+    """`/tags/<name>`, the name percent-encoded (tests/tags check it matches reverse())."""
+    return "/tags/" + quote(name, safe="")
 
 
 def reltime(value: datetime, now: datetime | None = None) -> str:
@@ -141,7 +148,7 @@ def linkify(text: str) -> Markup:
     ugc": no endorsement for search engines, no window.opener for the target) shown shortened;
     the full address is the link's title."""
     if "://" not in text:
-        return escape(text)
+        return hashtag_links(text)
     parts: list[str] = []
     last = 0
     for match in URL_IN_TEXT.finditer(text):
@@ -149,14 +156,35 @@ def linkify(text: str) -> Markup:
         if not urlsplit(url).hostname:
             continue
         start, end = match.start(), match.start() + len(url)
-        parts.append(escape(text[last:start]))
+        parts.append(hashtag_links(text, last, start))
         parts.append(
             Markup('<a href="{0}" title="{0}" rel="nofollow noopener ugc">{1}</a>').format(
                 url, shortened(url)
             )
         )
         last = end
-    parts.append(escape(text[last:]))
+    parts.append(hashtag_links(text, last))
+    return Markup("").join(parts)
+
+
+def hashtag_links(text: str, start: int = 0, end: int | None = None) -> Markup:
+    """`text[start:end]`, escaped, with its hashtags as links to their tag pages. The tags are
+    found in the whole text (core.text.hashtag_spans: whether a `#` starts a tag depends on
+    what stands around it), the same way as when the post's tags were stored."""
+    end = len(text) if end is None else end
+    parts: list[str] = []
+    last = start
+    for tag_start, tag_end, name in hashtag_spans(text):
+        if tag_start < start or tag_end > end:
+            continue
+        parts.append(escape(text[last:tag_start]))
+        parts.append(
+            Markup('<a class="hashtag" href="{0}">{1}</a>').format(
+                tag_path(name), text[tag_start:tag_end]
+            )
+        )
+        last = tag_end
+    parts.append(escape(text[last:end]))
     return Markup("").join(parts)
 
 
@@ -178,6 +206,7 @@ def environment(**options: Any) -> Environment:
             "get_messages": get_messages,
             "profile_path": profile_path,
             "post_path": post_path,
+            "tag_path": tag_path,
             "csp_nonce_attr": csp_nonce_attr,
         },
     )

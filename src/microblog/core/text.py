@@ -1,5 +1,7 @@
 """Validation of user-written text, shared by forms and services (one rule, two doors)."""
 
+import unicodedata
+
 from microblog.core.errors import Invalid
 from microblog.core.validators import has_control_characters, is_blank, normalize_text
 
@@ -34,3 +36,76 @@ def clean_text(
             code="control_characters",
         )
     return text
+
+
+# --- Hashtags -------------------------------------------------------------------------------
+#
+# The rule (docs/architecture.md, "Hashtags"): `#` followed by 1 to HASHTAG_MAX_LENGTH tag
+# characters (Unicode letters and marks, decimal digits, `_`), at least one of them a letter;
+# the `#` starts the text or follows a character that is not a tag character nor one of `#&/@`
+# (so "a#b", "##b", "&#39;", "x/#y" are not tags), and the word it stands in holds no "://"
+# (an address's "#fragment" is not a tag). A longer run of tag characters is not a tag at all
+# (it is never cut). A tag's name is its NFKC case-folded form (`#Café`, `#CAFÉ`, `#ｃａｆé` are
+# one tag), which must itself be tag characters within the length.
+#
+# The same function finds tags for storage (tags.services, at post creation) and for the links of
+# a post card (core.jinja.linkify), so a card links exactly the tags stored for its post.
+
+HASHTAG_MAX_LENGTH = 50
+_NOT_BEFORE_HASH = frozenset("#&/@")
+
+
+def is_tag_character(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] in "LM" or category == "Nd" or char == "_"
+
+
+def hashtag_name(raw: str) -> str | None:
+    """The tag's name (NFKC case-folded) for the text after `#`, or None if it is not a tag."""
+    if not raw or len(raw) > HASHTAG_MAX_LENGTH or not all(map(is_tag_character, raw)):
+        return None
+    name = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw).casefold())
+    if (
+        not name
+        or len(name) > HASHTAG_MAX_LENGTH
+        or not all(map(is_tag_character, name))
+        or not any(unicodedata.category(char)[0] == "L" for char in name)
+    ):
+        return None
+    return name
+
+
+def hashtag_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, name) of each hashtag in `text`, `start` at its `#`, in text order."""
+    if "#" not in text:
+        return []
+    spans = []
+    length = len(text)
+    start = text.find("#")
+    while start != -1:
+        end = start + 1
+        while end < length and is_tag_character(text[end]):
+            end += 1
+        before = text[start - 1] if start else " "
+        if not is_tag_character(before) and before not in _NOT_BEFORE_HASH:
+            name = hashtag_name(text[start + 1 : end])
+            if name is not None and not _in_address(text, start):
+                spans.append((start, end, name))
+        start = text.find("#", max(end, start + 1))
+    return spans
+
+
+def _in_address(text: str, index: int) -> bool:
+    """Whether the whitespace-delimited word around `index` holds "://" (linkify's addresses
+    lie within such words, so a tag and an address never overlap)."""
+    word_start = word_end = index
+    while word_start and not text[word_start - 1].isspace():
+        word_start -= 1
+    while word_end < len(text) and not text[word_end].isspace():
+        word_end += 1
+    return "://" in text[word_start:word_end]
+
+
+def hashtags(text: str) -> list[str]:
+    """The distinct tag names of `text`, in order of first appearance."""
+    return list(dict.fromkeys(name for _, _, name in hashtag_spans(text)))

@@ -214,10 +214,19 @@ def ratelimit_prune() -> int:
     return ratelimit.prune()
 
 
+@job(MAINTENANCE)
+def tags_trending() -> int:
+    """The trending hashtags, stored for the pages (tags.services.trending_refresh)."""
+    from microblog.tags.services import trending_refresh
+
+    return trending_refresh()
+
+
 SCHEDULED: dict[str, Task[..., Any]] = {
     "feeds_trim": feeds_trim,
     "jobs_prune": jobs_prune,
     "counters_check": counters_check,
     "ratelimit_prune": ratelimit_prune,
     "fanouts_resume": fanouts_resume,
+    "tags_trending": tags_trending,
 }

@@ -13,6 +13,7 @@ from microblog.moderation.models import Report
 from microblog.moderation.selectors import blocks_replies
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
 from microblog.stream import events
+from microblog.tags.services import post_tags_record
 from microblog.timelines import fanout, visibility
 
 PARENT_MISSING = "The post you are replying to no longer exists."
@@ -47,6 +48,8 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
         if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):
             raise NotAllowed(REPLY_BLOCKED, code="blocked")
         post = _insert_post(author=author, content=content, parent_id=parent_id)
+        # Its hashtags, with the post (tags.services; after the post: the lock order above).
+        post_tags_record(post=post)
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.
             fanout.add_own_post(post)

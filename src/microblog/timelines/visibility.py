@@ -11,6 +11,9 @@ Lists and their rules (docs/architecture.md, "Moderation"):
 - A post's own page: visible posts; hidden ones to their author and staff only. A reply's parent:
   a post whose page the replier may open, not a placeholder.
 - The stream: what the page it is open on shows (For You, Following, a thread's direct replies).
+- Tag pages and search: posts and replies, visible (or the reader's own), not by an account the
+  reader blocks or mutes, not the placeholders of deleted posts; search's accounts: active ones
+  the reader does not block. Trending counts visible posts that are not placeholders.
 
 "Visible" is `not is_hidden` (moderation); "heard" is followed, less muted and blocked. Visitors
 see visible posts on profiles, threads and All. Staff read feeds like everyone else.
@@ -168,6 +171,28 @@ def everyone(viewer: Viewer) -> Q:
     """The All page: top-level posts that in_feeds() lets through, not deleted posts'
     placeholders (which stand only in their threads)."""
     return Q(parent__isnull=True) & in_feeds(viewer) & Q(is_deleted=False)
+
+
+# --- Tag pages, search, trending --------------------------------------------------------------
+
+
+def in_lists(viewer: Viewer) -> Q:
+    """A tag page's and search's posts: posts and replies that in_feeds() lets through, not
+    deleted posts' placeholders (their text and tags are gone from sight)."""
+    return in_feeds(viewer) & Q(is_deleted=False)
+
+
+def trending_post_links() -> Q:
+    """The post-tag links (tags.models.PostTag) that count towards trending, which everyone
+    sees alike: their post is visible and not a deleted post's placeholder."""
+    return Q(post__is_hidden=False, post__is_deleted=False)
+
+
+def accounts_listed_for(viewer: Viewer) -> Q:
+    """Accounts search may list to `viewer`: active ones, not those the viewer blocks."""
+    if not viewer.is_authenticated:
+        return Q(is_active=True)
+    return Q(is_active=True) & ~Q(id__in=blocked_ids(viewer.id))
 
 
 # --- Profiles, threads, a post's own page -----------------------------------------------------
