@@ -21,6 +21,7 @@ USERNAME_PREFIX = re.compile(r"@?([A-Za-z0-9_]{1,50})")
 
 NO_WORDS = "Type a word, a username or a hashtag to search for."
 TOO_MANY_WORDS = f"Search for at most {MAX_WORDS} words at a time."
+WORD_TOO_LONG = f"Search for words of at most {WORD_MAX_LENGTH} letters and digits."
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def parse(raw: str) -> SearchQuery:
     words = words_of(text)
     if len(words) > MAX_WORDS:
         raise Invalid(TOO_MANY_WORDS, field="q", code="too_many_words")
-    words = [word for word in words if len(word) <= WORD_MAX_LENGTH]
+    if any(len(word) > WORD_MAX_LENGTH for word in words):
+        raise Invalid(WORD_TOO_LONG, field="q", code="word_too_long")
     single = text.strip()
     username = USERNAME_PREFIX.fullmatch(single)
     tag_text = single[1:] if single.startswith("#") else single
