@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import AnonymousUser
 from django.core.management import CommandError, call_command
 from django.db.models import F
 from django.utils import timezone
@@ -126,3 +127,32 @@ def test_refuses_a_non_empty_database_without_reset(seeded):
 def test_refuses_impossible_counts(db):
     with pytest.raises(CommandError, match="at most"):
         call_command("seed", users=5, follows=100, posts=1, stderr=io.StringIO())
+
+
+def test_seeded_hashtags_are_stored_as_post_create_stores_them(seeded):
+    """Tags at realistic rates with a long tail, each post's stored tags exactly those its text
+    carries, and the search index and trending list filled."""
+    from collections import Counter
+
+    from microblog.core.text import hashtags
+    from microblog.search import selectors as search
+    from microblog.search.query import parse
+    from microblog.tags.models import PostTag, Trend
+
+    stored: dict[int, set[str]] = {}
+    for post_id, name in PostTag.objects.values_list("post_id", "tag__name"):
+        stored.setdefault(post_id, set()).add(name)
+    posts = list(Post.objects.values_list("id", "content", "parent_id"))
+    for post_id, content, _ in posts:
+        assert stored.get(post_id, set()) == set(hashtags(content)), content
+    top_level = [p for p in posts if p[2] is None]
+    tagged_share = sum(1 for p in top_level if p[0] in stored) / len(top_level)
+    assert 0.2 < tagged_share < 0.35
+    uses = Counter(name for names in stored.values() for name in names)
+    counts = sorted(uses.values(), reverse=True)
+    assert counts[0] >= 10 * counts[len(counts) // 2]  # a head and a long tail
+    assert "tags" in seeded or "hashtags" in seeded
+    assert Trend.objects.exists()
+    word = next(iter(uses))
+    found = search.posts(parse(word), AnonymousUser())
+    assert found.items and all(word in p.content.lower() for p in found.items)

@@ -9,6 +9,14 @@ What it builds, deterministically from one random seed (times are relative to th
 - `posts` top-level posts plus replies (`reply_share` of all posts) spread over the last `days`
   days, with Snowflake ids made from their times (core.ids layout), strictly increasing in time;
   replies are newer than their parents and concentrate on a few popular threads;
+- hashtags: the texts' own endings give one top-level post in five one of four common tags
+  (#monday, #tech, #food, #running); `add_hashtags` then ends one top-level post in twelve and
+  one reply in twenty-five with one to three tags drawn from a Zipf law over a vocabulary that
+  grows with the preset (a long tail used once or twice); about 28% of top-level posts carry a
+  tag, as on the large networks (15-30%). Stored as the app stores them
+  (`tags_tag`, `tags_posttag` in post order, names from core.text.hashtags), the search index
+  filled (PostgreSQL: the GIN index rebuilt with the posts' other indexes; SQLite: the FTS5
+  table's triggers), and the trending list computed once at the end;
 - exact counters, `is_celebrity` above FANOUT_CELEBRITY_FOLLOWERS, and the stored feeds the
   fan-out would have written (timelines.fanout): every active reader gets the newest
   FEED_MAX_ENTRIES of their own and their followed non-celebrity authors' top-level posts, with
@@ -40,8 +48,10 @@ from django_tasks_db.models import DBTaskResult
 
 from microblog.accounts.models import User
 from microblog.core.ids import EPOCH_MS, LOW_BITS
+from microblog.core.text import hashtags
 from microblog.follows.models import Follow
 from microblog.posts.models import CONTENT_MAX_LENGTH, Post
+from microblog.tags.models import PostTag, Tag, Trend
 from microblog.timelines.models import FeedEntry
 
 # Every seeded account signs in with this password (load tests rely on it).
@@ -320,6 +330,64 @@ def _reply_text(rng: random.Random, parent_author: str) -> str:
     if rng.random() < 0.3:
         text += " " + _post_text(rng)
     return text[:CONTENT_MAX_LENGTH]
+
+
+# The head of the tag vocabulary; the tail is `<word><n>` names (core.text's rule: letters,
+# digits, underscores, at most 50 characters).
+TAG_WORDS = [
+    "news", "music", "python", "photography", "travel", "food", "coffee", "running", "books",
+    "football", "gaming", "art", "science", "climate", "cycling", "design", "movies", "tech",
+    "django", "opensource", "cats", "dogs", "weekend", "mondaymotivation", "throwbackthursday",
+    "café", "日本", "música", "straßenbahn", "привет",
+]
+TAGGED_POST_SHARE = 1 / 12
+TAGGED_REPLY_SHARE = 1 / 25
+
+
+def tag_vocabulary(cfg: "SeedConfig") -> list[str]:
+    size = max(len(TAG_WORDS), (cfg.posts + cfg.replies) // 25)
+    return TAG_WORDS + [
+        f"{TAG_WORDS[n % len(TAG_WORDS)]}{n}" for n in range(len(TAG_WORDS), size)
+    ]
+
+
+def add_hashtags(cfg: "SeedConfig", generated: "Generated") -> None:
+    """Appends hashtags to a share of the posts (see the module's docstring). Its own random
+    stream, so the rest of the data is what the same seed gave before tags existed."""
+    rng = random.Random(cfg.random_seed * 1_000_003 + 16)
+    vocabulary = tag_vocabulary(cfg)
+    cum_weights = _zipf_cum_weights(len(vocabulary), exponent=1.1, offset=2.0)
+    for post in generated.posts:
+        share = TAGGED_POST_SHARE if post.parent_id is None else TAGGED_REPLY_SHARE
+        if rng.random() >= share:
+            continue
+        count = rng.choices((1, 2, 3), weights=(70, 22, 8))[0]
+        names = dict.fromkeys(rng.choices(vocabulary, cum_weights=cum_weights, k=count))
+        for name in names:
+            written = name if rng.random() < 0.8 else name.capitalize()
+            if len(post.content) + 2 + len(written) <= CONTENT_MAX_LENGTH:
+                post.content += " #" + written
+
+
+def _tag_rows(generated: "Generated") -> tuple[list[tuple[int, str]], list[tuple[int, int]]]:
+    """Tag rows (id, name) and post-tag rows (tag_id, post_id) in post order, as post_create
+    would have stored them (the same extraction)."""
+    ids: dict[str, int] = {}
+    links: list[tuple[int, int]] = []
+    for post in generated.posts:
+        if "#" not in post.content:
+            continue
+        for name in hashtags(post.content):
+            tag_id = ids.setdefault(name, len(ids) + 1)
+            links.append((tag_id, post.id))
+    return [(tag_id, name) for name, tag_id in ids.items()], links
+
+
+def _load_tags(loader: "Loader", generated: "Generated", summary: "Summary") -> None:
+    tags, links = _tag_rows(generated)
+    loader.rows(TAGS, ["id", "name"], tags)
+    summary.post_tags = loader.rows(POST_TAGS, ["tag_id", "post_id"], links)
+    summary.tags = len(tags)
 
 
 def username_of(user_id: int) -> str:
@@ -626,7 +694,12 @@ USERS = User._meta.db_table
 FOLLOWS = Follow._meta.db_table
 POSTS = Post._meta.db_table
 FEED = FeedEntry._meta.db_table
+TAGS = Tag._meta.db_table
+POST_TAGS = PostTag._meta.db_table
 RESET_MODELS: list[type[models.Model]] = [
+    Trend,
+    PostTag,
+    Tag,
     FeedEntry,
     Follow,
     Post,
@@ -664,6 +737,8 @@ class Summary:
     active_users: int = 0
     celebrities: int = 0
     capped_feeds: int = 0
+    tags: int = 0
+    post_tags: int = 0
     top_accounts: list[tuple[str, int]] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
     seconds: float = 0.0
@@ -693,13 +768,14 @@ def seed(cfg: SeedConfig, *, stream: TextIO | None = sys.stderr) -> Summary:
         with transaction.atomic():
             _seed_postgres(cfg, now_ms, summary, step, stream)
         with connection.cursor() as cursor:
-            for table in (USERS, FOLLOWS, POSTS, FEED):
+            for table in (USERS, FOLLOWS, POSTS, FEED, TAGS, POST_TAGS):
                 t0 = time.monotonic()
                 cursor.execute(f"VACUUM ANALYZE {table}")
                 step(f"vacuum analyze {table}", time.monotonic() - t0)
     else:
         with transaction.atomic():
             _seed_portable(cfg, now_ms, summary, step, stream)
+    _trending(step)
     _describe(summary)
     summary.seconds = time.monotonic() - started
     return summary
@@ -817,6 +893,7 @@ def _seed_postgres(
 
     t0 = time.monotonic()
     generated = generate_posts(cfg, rng, now_ms)
+    add_hashtags(cfg, generated)
     step(f"generate {len(generated.posts):,} posts", time.monotonic() - t0)
     assert generated.posts_count is not None
     progress = Progress("users", cfg.users, stream)
@@ -831,6 +908,9 @@ def _seed_postgres(
     progress.close()
     summary.posts = len(generated.posts)
     summary.replies = sum(1 for p in generated.posts if p.parent_id is not None)
+    t0 = time.monotonic()
+    _load_tags(loader, generated, summary)
+    step(f"load {summary.tags:,} tags and {summary.post_tags:,} post tags", time.monotonic() - t0)
     del generated, graph
 
     schema.restore([USERS, POSTS, FOLLOWS], step)
@@ -869,11 +949,13 @@ def _seed_portable(
 
     graph = generate_follows(cfg, rng, emit, Progress("follows", cfg.follows, stream))
     generated = generate_posts(cfg, rng, now_ms)
+    add_hashtags(cfg, generated)
     assert generated.posts_count is not None
     summary.users = loader.rows(
         USERS, USER_COLUMNS, _user_rows(cfg, rng, now_ms, graph, generated.posts_count)
     )
     summary.posts = loader.rows(POSTS, POST_COLUMNS, _post_rows(generated))
+    _load_tags(loader, generated, summary)
     summary.replies = sum(1 for p in generated.posts if p.parent_id is not None)
     summary.follows = loader.rows(
         FOLLOWS,
@@ -943,9 +1025,17 @@ def _set_horizons(step: Callable[[str, float], None]) -> None:
     step(f"set {rows:,} feed horizons", time.monotonic() - t0)
 
 
+def _trending(step: Callable[[str, float], None]) -> None:
+    from microblog.tags.services import trending_refresh
+
+    t0 = time.monotonic()
+    trending_refresh()
+    step("trending tags", time.monotonic() - t0)
+
+
 def _reset_sequences() -> None:
     with connection.cursor() as cursor:
-        for sql in connection.ops.sequence_reset_sql(no_style(), [User]):
+        for sql in connection.ops.sequence_reset_sql(no_style(), [User, Tag]):
             cursor.execute(sql)
 
 
