@@ -42,6 +42,11 @@ PAGES = (
     "signed_out",
     "profile_signed_out",
     "thread_signed_out",
+    "tag",
+    "tag_signed_out",
+    "search",
+    "search_signed_out",
+    "search_rare",
 )
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters: an unmasked CSRF secret
 
@@ -156,6 +161,18 @@ def worker(args: argparse.Namespace) -> None:
             return call("/@" + fixture["celebrity"], None)
         if page == "thread_signed_out":
             return call("/posts/" + fixture["thread_id"], None)
+        # Issue 16: a popular tag's page and searches (a common word; a rare one). The fixture
+        # may name them ("tag", "search_word", "rare_word"); defaults suit the seeded texts.
+        if page == "tag":
+            return call("/tags/" + fixture.get("tag", "tech"), cookie)
+        if page == "tag_signed_out":
+            return call("/tags/" + fixture.get("tag", "tech"), None)
+        if page == "search":
+            return call("/search?q=" + fixture.get("search_word", "coffee"), cookie)
+        if page == "search_signed_out":
+            return call("/search?q=" + fixture.get("search_word", "coffee"), None)
+        if page == "search_rare":
+            return call("/search?q=" + fixture.get("rare_word", "straßenbahn7"), cookie)
         if page == "post":
             post_n[0] += 1
             body = f"csrfmiddlewaretoken={CSRF}&content=page_cpu+{time.time_ns()}+{post_n[0]}"

@@ -251,7 +251,10 @@ def test_main_pages_run_under_the_policy_with_no_violation(
 
     page = new_page()
     violations, errors = watch_csp(page)
+    post_create(author=alice, content="A #tagged post")
     for path in ("/", "/all", "/login", "/signup", "/@prolific", f"/posts/{post.id}", "/nope"):
+        visit(page, path)
+    for path in ("/search", "/search?q=thread", "/tags", "/tags/tagged"):
         visit(page, path)
     # htmx runs with the settings that keep it inside the policy, and injected no <style>.
     assert page.evaluate("htmx.config.includeIndicatorStyles") is False
