@@ -77,7 +77,7 @@ def test_tag_path_matches_reverse() -> None:
     assert tag_path("café") == reverse("tag", args=["café"])
 
 
-PIECES = st.sampled_from(list("#aZé_1 .,/@&:-\n") + ["ß", "ｃ", "日", "\u0301", "https://x.o/"])
+PIECES = st.sampled_from([*"#aZé_1 .,/@&:-\n", "ß", "\uff43", "日", "\u0301", "https://x.o/"])
 TEXT = st.lists(PIECES, max_size=40).map("".join)
 
 

@@ -79,7 +79,7 @@ def test_the_tag_page_lists_tagged_posts_newest_first_with_links(alice, bob, mak
     assert shown_ids(response) == [reply.id, first.id]
     page = response.content.decode()
     assert '<a class="hashtag" href="/tags/news">#News</a>' in page
-    assert "<h1 class=\"page-title\">#news</h1>" in page
+    assert '<h1 class="page-title">#news</h1>' in page
 
 
 def test_the_tag_page_is_cursor_paged(alice, make_post, client, settings):
@@ -238,7 +238,9 @@ def test_the_scheduler_enqueues_the_trending_job(alice, make_post, settings):
     assert Trend.objects.get().tag.name == "scheduled"
 
 
-def test_pages_read_trending_without_computing_it(alice, make_post, client, django_assert_num_queries):
+def test_pages_read_trending_without_computing_it(
+    alice, make_post, client, django_assert_num_queries
+):
     make_post(alice, "#stored")
     trending_refresh()
     make_post(alice, "#newer #newer2")  # not in the list until the job runs again

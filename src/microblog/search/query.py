@@ -66,7 +66,9 @@ def parse(raw: str) -> SearchQuery:
             field="q",
             code="max_length",
         )
-    text = clean_text(raw, max_length=QUERY_MAX_LENGTH, allow_empty=False, label="search", field="q")
+    text = clean_text(
+        raw, max_length=QUERY_MAX_LENGTH, allow_empty=False, label="search", field="q"
+    )
     words = words_of(text)
     if len(words) > MAX_WORDS:
         raise Invalid(TOO_MANY_WORDS, field="q", code="too_many_words")

@@ -335,10 +335,36 @@ def _reply_text(rng: random.Random, parent_author: str) -> str:
 # The head of the tag vocabulary; the tail is `<word><n>` names (core.text's rule: letters,
 # digits, underscores, at most 50 characters).
 TAG_WORDS = [
-    "news", "music", "python", "photography", "travel", "food", "coffee", "running", "books",
-    "football", "gaming", "art", "science", "climate", "cycling", "design", "movies", "tech",
-    "django", "opensource", "cats", "dogs", "weekend", "mondaymotivation", "throwbackthursday",
-    "café", "日本", "música", "straßenbahn", "привет",
+    "news",
+    "music",
+    "python",
+    "photography",
+    "travel",
+    "food",
+    "coffee",
+    "running",
+    "books",
+    "football",
+    "gaming",
+    "art",
+    "science",
+    "climate",
+    "cycling",
+    "design",
+    "movies",
+    "tech",
+    "django",
+    "opensource",
+    "cats",
+    "dogs",
+    "weekend",
+    "mondaymotivation",
+    "throwbackthursday",
+    "café",
+    "日本",
+    "música",
+    "straßenbahn",
+    "привет",
 ]
 TAGGED_POST_SHARE = 1 / 12
 TAGGED_REPLY_SHARE = 1 / 25
@@ -346,9 +372,7 @@ TAGGED_REPLY_SHARE = 1 / 25
 
 def tag_vocabulary(cfg: "SeedConfig") -> list[str]:
     size = max(len(TAG_WORDS), (cfg.posts + cfg.replies) // 25)
-    return TAG_WORDS + [
-        f"{TAG_WORDS[n % len(TAG_WORDS)]}{n}" for n in range(len(TAG_WORDS), size)
-    ]
+    return TAG_WORDS + [f"{TAG_WORDS[n % len(TAG_WORDS)]}{n}" for n in range(len(TAG_WORDS), size)]
 
 
 def add_hashtags(cfg: "SeedConfig", generated: "Generated") -> None:
