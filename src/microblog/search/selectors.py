@@ -1,10 +1,12 @@
 """Search reads: posts by words (PostgreSQL full-text search on a GIN index; SQLite FTS5),
 accounts by username prefix, tags by name prefix. Who may be listed: timelines.visibility."""
 
+from typing import Any
+
 from django.conf import settings
 from django.db import connection
-from django.db.models import BooleanField, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import BooleanField, F, Func, QuerySet
+from django.db.models.functions import Collate, Upper
 
 from microblog.accounts.models import User
 from microblog.core.pagination import Page, make_page
@@ -18,50 +20,63 @@ from microblog.timelines.visibility import Viewer
 
 ACCOUNTS_SHOWN = 5
 TAGS_SHOWN = 5
-POSTS = Post._meta.db_table
 FTS_TABLE = "search_post_fts"  # search/migrations/0001_initial.py (SQLite)
 
 
-def _matching(words: tuple[str, ...]) -> RawSQL:
-    """A condition on posts: their text holds every word. The words are bound parameters and
-    reach the engines as plain terms only (search.query), never as query syntax."""
-    if connection.vendor == "postgresql":
-        # The expression of the GIN index search_posts_fts_idx, exactly.
-        return RawSQL(  # noqa: S611 (table name from the model, the words bound)
-            f"to_tsvector('simple'::regconfig, {POSTS}.content) "
-            "@@ plainto_tsquery('simple'::regconfig, %s)",
-            [" ".join(words)],
-            output_field=BooleanField(),
-        )
-    # FTS5: each word a quoted string (words hold no quotes), all required.
-    match = " ".join(f'"{word}"' for word in words)
-    return RawSQL(  # noqa: S611 (table names from the model and migration, the match bound)
-        f"{POSTS}.id IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s)",
-        [match],
-        output_field=BooleanField(),
-    )
+class PostMatches(Func):
+    """A condition on posts: their text holds every one of `words`. The words are one bound
+    parameter and reach the engines as plain terms only (search.query), never as query syntax.
+    Compiled from the posts' own columns, so it holds in a subquery under any alias."""
+
+    output_field = BooleanField()
+
+    def __init__(self, words: tuple[str, ...]) -> None:
+        super().__init__(F("id"), F("content"))
+        self.words = words
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple[Any, ...]]:
+        post_id, content = (compiler.compile(e) for e in self.get_source_expressions())
+        if connection.vendor == "postgresql":
+            # The expression of the GIN index search_posts_fts_idx, exactly.
+            sql = f"search_post_document({content[0]}) @@ plainto_tsquery('simple'::regconfig, %s)"
+            return sql, (*content[1], " ".join(self.words))
+        # FTS5: each word a quoted string (words hold no quotes), all required.
+        match = " ".join(f'"{word}"' for word in self.words)
+        sql = f"{post_id[0]} IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s)"
+        return sql, (*post_id[1], match)
 
 
 def posts(query: SearchQuery, viewer: Viewer, cursor: int | None = None) -> Page[Post]:
     """Posts and replies holding every word of the query that `viewer` may see in lists,
     newest first."""
-    found: QuerySet[Post] = posts_for_display().filter(
-        _matching(query.words), visibility.in_lists(viewer)
+    found: QuerySet[Post] = Post.objects.filter(
+        PostMatches(query.words), visibility.in_lists(viewer)
     )
     if cursor is not None:
         found = found.filter(id__lt=cursor)
     size = settings.PAGE_SIZE
-    return make_page(list(found.order_by("-id")[: size + 1]), size)
+    # The page's ids in a subquery, then the cards' joins for those rows only (not for every
+    # match before the sort; as tags.selectors.tag_posts).
+    ids = found.order_by("-id").values("id")[: size + 1]
+    return make_page(list(posts_for_display().filter(id__in=ids).order_by("-id")), size)
 
 
 def accounts(query: SearchQuery, viewer: Viewer) -> list[User]:
-    """Accounts whose username starts with the query (any case), in name order."""
+    """Accounts whose username starts with the query (any case), in name order (ignoring
+    case)."""
     if query.username_prefix is None:
         return []
+    # Upper-cased under a bytewise collation: the `LIKE 'AB%'` range and the order are then both
+    # an index range scan of search_users_username_prefix_idx on PostgreSQL (usernames are
+    # ASCII, so upper-casing is exact and bytewise order is alphabetical).
+    key = Collate(Upper("username"), "C" if connection.vendor == "postgresql" else "BINARY")
     return list(
-        User.objects.filter(
-            visibility.accounts_listed_for(viewer), username__istartswith=query.username_prefix
-        ).order_by("username")[:ACCOUNTS_SHOWN]
+        User.objects.alias(search_key=key)
+        .filter(
+            visibility.accounts_listed_for(viewer),
+            search_key__startswith=query.username_prefix.upper(),
+        )
+        .order_by("search_key")[:ACCOUNTS_SHOWN]
     )
 
 

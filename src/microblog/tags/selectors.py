@@ -19,11 +19,15 @@ def tag_posts(tag: Tag, viewer: Viewer, cursor: int | None = None) -> Page[Post]
     """The posts and replies carrying `tag` that `viewer` may see in lists, newest first: a
     backward range scan of the tag's links (the key (tag_id, post_id)), each probing its post,
     until a page is full."""
-    posts = posts_for_display().filter(visibility.in_lists(viewer), tag_links__tag_id=tag.id)
-    if cursor is not None:
-        posts = posts.filter(id__lt=cursor)
     size = settings.PAGE_SIZE
-    return make_page(list(posts.order_by("-id")[: size + 1]), size)
+    tagged = Post.objects.filter(visibility.in_lists(viewer), tag_links__tag_id=tag.id)
+    if cursor is not None:
+        tagged = tagged.filter(id__lt=cursor)
+    # The page's ids in a subquery, then the cards' joins for those rows only: with the author
+    # and parent joins in the same query the planner walked the posts backwards for a rarer
+    # tag (19 ms for #python at the medium preset) instead of the tag's 21 newest links (0.4 ms).
+    ids = tagged.order_by("-tag_links__post_id").values("id")[: size + 1]
+    return make_page(list(posts_for_display().filter(id__in=ids).order_by("-id")), size)
 
 
 def tags_by_prefix(prefix: str, limit: int) -> list[Tag]:

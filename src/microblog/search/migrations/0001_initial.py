@@ -1,8 +1,9 @@
 """The search indexes, on tables other apps own (kept here so their migrations stay theirs):
 
 - PostgreSQL: a GIN index on `to_tsvector('simple', content)` of posts (full-text search by
-  words) and a pattern-operator B-tree on `UPPER(username)` of accounts (username prefixes: the
-  unique index on `UPPER(username)` cannot serve `LIKE 'AB%'` under the C.UTF-8 collation).
+  words, through `search_post_document`, below) and a B-tree on `UPPER(username) COLLATE "C"` of
+  accounts (username prefixes: the unique index on `UPPER(username)` cannot serve `LIKE 'AB%'`
+  under the C.UTF-8 collation).
 - SQLite: an FTS5 table over the posts' text (external content: it stores only the index) kept
   in sync by triggers on insert, delete and change of text, and filled with the existing posts.
 
@@ -13,13 +14,23 @@ on what is not a letter or digit and fold case only, so both databases find the 
 from django.db import migrations
 
 POSTGRES_FORWARD = [
-    "CREATE INDEX search_posts_fts_idx ON posts_post "
-    "USING gin (to_tsvector('simple'::regconfig, content))",
+    # to_tsvector('simple', content) behind a function that declares its real cost: computing
+    # it costs ~25 us a post here, ten times what the planner assumes for to_tsvector, which
+    # made it scan posts backwards computing it row by row (440 ms for a word in 0.2% of the
+    # posts at the medium preset) instead of reading the GIN index (docs/benchmarks.md). plpgsql,
+    # so the planner cannot inline it and lose the cost; IMMUTABLE, as an index requires.
+    "CREATE FUNCTION search_post_document(content text) RETURNS tsvector "
+    "LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE COST 1000 AS "
+    "$$ BEGIN RETURN to_tsvector('simple'::regconfig, content); END $$",
+    "CREATE INDEX search_posts_fts_idx ON posts_post USING gin (search_post_document(content))",
+    # Username prefixes in name order: under the "C" collation a B-tree serves both the
+    # `LIKE 'AB%'` range and the ORDER BY (search.selectors.accounts).
     "CREATE INDEX search_users_username_prefix_idx ON accounts_user "
-    "(UPPER(username::text) text_pattern_ops)",
+    '((UPPER(username::text) COLLATE "C"))',
 ]
 POSTGRES_BACKWARD = [
     "DROP INDEX IF EXISTS search_posts_fts_idx",
+    "DROP FUNCTION IF EXISTS search_post_document(text)",
     "DROP INDEX IF EXISTS search_users_username_prefix_idx",
 ]
 SQLITE_FORWARD = [
