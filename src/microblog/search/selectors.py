@@ -5,8 +5,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import BooleanField, F, Func, QuerySet
 from django.db.models.functions import Collate, Upper
+from django.db.models.sql.compiler import SQLCompiler
 
 from microblog.accounts.models import User
 from microblog.core.pagination import Page, make_page
@@ -34,7 +36,15 @@ class PostMatches(Func):
         super().__init__(F("id"), F("content"))
         self.words = words
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple[Any, ...]]:
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[str | int, ...]]:
         post_id, content = (compiler.compile(e) for e in self.get_source_expressions())
         if connection.vendor == "postgresql":
             # The expression of the GIN index search_posts_fts_idx, exactly.
