@@ -171,6 +171,8 @@ def hashtag_links(text: str, start: int = 0, end: int | None = None) -> Markup:
     """`text[start:end]`, escaped, with its hashtags as links to their tag pages. The tags are
     found in the whole text (core.text.hashtag_spans: whether a `#` starts a tag depends on
     what stands around it), the same way as when the post's tags were stored."""
+    if "#" not in text:
+        return escape(text[start:end])
     end = len(text) if end is None else end
     parts: list[str] = []
     last = start
