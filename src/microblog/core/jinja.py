@@ -18,6 +18,8 @@ from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
+from microblog.core.text import MENTION
+
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:
     """reverse(), remembered: a page builds the same few links on every request (the top bar
@@ -136,12 +138,13 @@ def shortened(url: str) -> str:
     return shown
 
 
-def linkify(text: str) -> Markup:
+def linkify(text: str, mentioned: str = "") -> Markup:
     """The post's text, escaped, with its http(s) addresses as links (rel="nofollow noopener
     ugc": no endorsement for search engines, no window.opener for the target) shown shortened;
-    the full address is the link's title."""
+    the full address is the link's title. `mentioned`: the post's resolved mentions (stored with
+    the post, `Post.mention_names`), linked by link_mentions() outside the addresses."""
     if "://" not in text:
-        return escape(text)
+        return link_mentions(text, mentioned)
     parts: list[str] = []
     last = 0
     for match in URL_IN_TEXT.finditer(text):
@@ -149,13 +152,37 @@ def linkify(text: str) -> Markup:
         if not urlsplit(url).hostname:
             continue
         start, end = match.start(), match.start() + len(url)
-        parts.append(escape(text[last:start]))
+        parts.append(link_mentions(text[last:start], mentioned))
         parts.append(
             Markup('<a href="{0}" title="{0}" rel="nofollow noopener ugc">{1}</a>').format(
                 url, shortened(url)
             )
         )
         last = end
+    parts.append(link_mentions(text[last:], mentioned))
+    return Markup("").join(parts)
+
+
+def link_mentions(text: str, mentioned: str) -> Markup:
+    """`text` escaped, with each `@name` of an account in `mentioned` (space-separated usernames,
+    resolved when the post was written) as a link to its profile. Only stored mentions become
+    links, so the card is a function of the post's stored data; the parser is core.text's."""
+    if not mentioned or "@" not in text:
+        return escape(text)
+    accounts = {name.lower(): name for name in mentioned.split()}
+    parts: list[str] = []
+    last = 0
+    for match in MENTION.finditer(text):
+        username = accounts.get(match.group(1).lower())
+        if username is None:
+            continue
+        parts.append(escape(text[last : match.start()]))
+        parts.append(
+            Markup('<a class="mention" href="{0}">@{1}</a>').format(
+                profile_path(username), match.group(1)
+            )
+        )
+        last = match.end()
     parts.append(escape(text[last:]))
     return Markup("").join(parts)
 

@@ -232,3 +232,84 @@ def by_viewer_kind(
     if not viewer.is_authenticated:
         return visitors, ()
     return (staff if viewer.is_staff else users), (viewer.id,)
+
+
+# --- Notifications ----------------------------------------------------------------------------
+
+
+def notifies(*, recipient_id: int, actor_ids: "list[int]") -> set[int]:
+    """Of `actor_ids`, those whose acts may notify `recipient_id`: not the recipient, no block
+    either way (so a mention of an account that blocked the author notifies nobody), not muted
+    by the recipient. Two queries, whatever the number of actors (a post's mentions)."""
+    candidates = {actor for actor in actor_ids if actor != recipient_id}
+    if not candidates:
+        return set()
+    silenced = set(
+        Block.objects.filter(blocker_id=recipient_id, blocked_id__in=candidates).values_list(
+            "blocked_id", flat=True
+        )
+    )
+    silenced |= set(
+        Block.objects.filter(blocked_id=recipient_id, blocker_id__in=candidates).values_list(
+            "blocker_id", flat=True
+        )
+    )
+    silenced |= set(
+        Mute.objects.filter(muter_id=recipient_id, muted_id__in=candidates).values_list(
+            "muted_id", flat=True
+        )
+    )
+    return candidates - silenced
+
+
+def notified_by(*, actor_id: int, recipient_ids: "list[int]") -> set[int]:
+    """Of `recipient_ids`, those an act of `actor_id` may notify (notifies(), the other way:
+    a post's mentions and reply have one actor and several recipients)."""
+    candidates = {recipient for recipient in recipient_ids if recipient != actor_id}
+    if not candidates:
+        return set()
+    silenced = set(
+        Block.objects.filter(blocker_id__in=candidates, blocked_id=actor_id).values_list(
+            "blocker_id", flat=True
+        )
+    )
+    silenced |= set(
+        Block.objects.filter(blocked_id__in=candidates, blocker_id=actor_id).values_list(
+            "blocked_id", flat=True
+        )
+    )
+    silenced |= set(
+        Mute.objects.filter(muter_id__in=candidates, muted_id=actor_id).values_list(
+            "muter_id", flat=True
+        )
+    )
+    return candidates - silenced
+
+
+def notifications_for(recipient_id: int) -> Q:
+    """The notifications a user's page shows (on the notification model): nothing from an
+    account they block or mute (since it was written), nothing about a hidden post unless it is
+    their own (as in feeds: staff too), nothing about a deleted post's placeholder."""
+    return (
+        ~Q(actor_id__in=blocked_ids(recipient_id))
+        & ~Q(actor_id__in=muted_ids(recipient_id))
+        & (
+            Q(post__isnull=True)
+            | (Q(post__is_hidden=False) | Q(post__author_id=recipient_id)) & Q(post__is_deleted=False)
+        )
+    )
+
+
+def notification_shown_sql(notification: str) -> str:
+    """notifications_for() on a notification row aliased `notification` (the unread count)."""
+    n = notification
+    return f"""NOT EXISTS (
+              SELECT 1 FROM {BLOCKS} b
+              WHERE b.blocker_id = {n}.recipient_id AND b.blocked_id = {n}.actor_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {MUTES} m
+              WHERE m.muter_id = {n}.recipient_id AND m.muted_id = {n}.actor_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {POSTS} p
+              WHERE p.id = {n}.post_id AND (p.is_deleted
+                  OR (p.is_hidden AND (p.author_id IS NULL OR p.author_id <> {n}.recipient_id))))"""
