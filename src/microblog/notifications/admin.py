@@ -8,8 +8,9 @@ from microblog.notifications.models import Notification, PendingNotification
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Read-only: notifications are written by notifications.services only (grouping, the
-    pending rows and their jobs must agree); staff look, and deleting an account or a post
-    removes its notifications."""
+    pending rows and their jobs must agree). Deleting stays allowed: nothing is counted from
+    these rows (unread counts are computed when read), and the admin's deletion of an account
+    or a post lists its notifications among what goes with it."""
 
     show_full_result_count = False
 
@@ -17,9 +18,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

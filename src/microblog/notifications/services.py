@@ -157,20 +157,21 @@ def notifications_fold(*, recipient_id: int, kind: str, group_key: int) -> bool:
 
 def notifications_mark_seen(*, user_id: int, seen_id: int) -> bool:
     """Everything up to `seen_id` (the newest notification the page showed) is read. Never moves
-    back. Returns whether it moved."""
-    with transaction.atomic():
-        moved = NotificationMarker.objects.filter(user_id=user_id, seen_id__lt=seen_id).update(
-            seen_id=seen_id
-        )
-        if not moved and not NotificationMarker.objects.filter(user_id=user_id).exists():
-            # The first visit (a concurrent first visit wrote the same or a newer marker).
+    back: one conditional UPDATE, and on the first visit an INSERT that a concurrent first visit
+    cannot duplicate. Returns whether the marker moved (or was created)."""
+    moved = NotificationMarker.objects.filter(user_id=user_id, seen_id__lt=seen_id).update(
+        seen_id=seen_id
+    )
+    if not moved:
+        # No marker yet (or one already at or past seen_id: then the insert is ignored).
+        moved = len(
             NotificationMarker.objects.bulk_create(
                 [NotificationMarker(user_id=user_id, seen_id=seen_id)], ignore_conflicts=True
             )
-            moved = 1
-        if moved:
-            # The reader's other open pages clear their count (stream/app.py).
-            events.publish_unread_changed_after_commit(user_id=user_id)
+        )
+    if moved:
+        # The reader's other open pages clear their count (stream/app.py).
+        events.publish_unread_changed_after_commit(user_id=user_id)
     return bool(moved)
 
 
