@@ -712,7 +712,9 @@ async def _stream(
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         last_id = since or 0
         sent_ids: deque[int] = deque(maxlen=RECENT_IDS)
-        unread_sent: int | None = None  # the last unread count sent (only changes go out)
+        # The last unread notification count the page has: first the one it was rendered with
+        # (read with the session's user, accounts.backends), then each sent; only changes go out.
+        unread_sent: int | None = getattr(subscription.reader, "unread_notifications", None)
         if since is not None:
             limit = int(_setting("STREAM_CATCH_UP_LIMIT", 200))
             missed = await run_db(catch_up, subscription, since, limit)
