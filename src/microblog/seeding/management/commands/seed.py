@@ -85,6 +85,8 @@ class Command(BaseCommand):
                     f"{settings.FANOUT_CELEBRITY_FOLLOWERS:,} followers)",
                     f"  follows        {summary.follows:>12,}",
                     f"  posts          {summary.posts:>12,}  ({summary.replies:,} replies)",
+                    f"  mentions       {summary.mentions:>12,}  "
+                    f"({summary.notifications:,} reply and mention notifications)",
                     f"  feed entries   {summary.feed_entries:>12,}  ({summary.capped_feeds:,} "
                     f"feeds capped at {settings.FEED_MAX_ENTRIES})",
                     f"  most followed  {top}",
