@@ -127,7 +127,9 @@ def main() -> None:
                 after = counts()
                 # The fold job's work, once per delay window whatever the number of likes.
                 t0 = time.perf_counter()
-                folded = notifications_fold(recipient_id=post.author_id, kind="like", group_key=post.id)
+                folded = notifications_fold(
+                    recipient_id=post.author_id, kind="like", group_key=post.id
+                )
                 fold_ms = (time.perf_counter() - t0) * 1000
                 rows[mode] = {
                     "notification_rows_added": after["notifications"] - before["notifications"],

@@ -8,18 +8,20 @@ from django_tasks_db.models import DBTaskResult
 
 from microblog.accounts.services import user_erase
 from microblog.follows.services import follow_create
-from microblog.posts.models import Post
 from microblog.moderation.services import block_create, mute_create, review
 from microblog.notifications.models import Notification, PendingNotification
 from microblog.notifications.selectors import PAGE_SIZE
 from microblog.notifications.services import notify_liked, notify_reposted
+from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from tests.conftest import is_postgres, refreshed
 
 
 def unread_badge(html: str) -> str | None:
     """The top bar's unread count as shown, or None when it is hidden."""
-    match = re.search(r'<span class="unread-count" data-unread-count( hidden)?>(.*?)</span></a>', html)
+    match = re.search(
+        r'<span class="unread-count" data-unread-count( hidden)?>(.*?)</span></a>', html
+    )
     assert match, "no unread count in the top bar"
     if match.group(1):
         return None
@@ -31,9 +33,7 @@ def sentences(html: str) -> list[str]:
     return [" ".join(re.sub(r"<[^>]+>", "", text).split()) for text in texts]
 
 
-def test_a_reply_notifies_the_parent_author_and_shows_on_their_page(
-    make_user, client_for
-) -> None:
+def test_a_reply_notifies_the_parent_author_and_shows_on_their_page(make_user, client_for) -> None:
     alice, bob = make_user("alice"), make_user("bob")
     post = post_create(author=alice, content="my post")
     post_create(author=bob, content="my reply", parent_id=post.id)
@@ -156,7 +156,9 @@ def test_a_hidden_post_leaves_the_notifications_of_others(make_user, client_for)
     own = post_create(author=star, content="mine")
     review(staff=staff, post_id=own.id, action="hide")
     notify_liked(post_id=own.id, actor_id=troll.id)
-    assert sentences(client.get("/notifications").content.decode()) == ["New: troll liked your post"]
+    assert sentences(client.get("/notifications").content.decode()) == [
+        "New: troll liked your post"
+    ]
 
 
 def test_account_deletion_removes_the_notifications_that_name_it(make_user, client_for) -> None:
@@ -206,7 +208,7 @@ def test_the_page_is_cursor_paged(make_user, client_for) -> None:
     assert shown[-1] == "fan0 mentioned you"  # read: the first page marked everything seen
 
 
-@pytest.mark.parametrize("cursor", ["abc", "-1", "9" * 30, "1\x00", "１２"])
+@pytest.mark.parametrize("cursor", ["abc", "-1", "9" * 30, "1\x00", "\uff11\uff12"])
 def test_a_bad_cursor_is_a_clear_400(make_user, client_for, cursor: str) -> None:
     response = client_for(make_user("star")).get("/notifications", {"cursor": cursor})
     assert response.status_code == 400

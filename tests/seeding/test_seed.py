@@ -155,5 +155,7 @@ def test_mentions_and_their_notifications_are_what_post_create_writes(seeded):
     post = Post.objects.filter(parent__isnull=True).first()
     from microblog.posts.services import post_create
 
-    reply = post_create(author=User.objects.exclude(id=post.author_id).first(), content="hi", parent_id=post.id)
+    reply = post_create(
+        author=User.objects.exclude(id=post.author_id).first(), content="hi", parent_id=post.id
+    )
     assert Notification.objects.filter(post=reply).exists()

@@ -189,9 +189,7 @@ def test_a_mention_raises_the_unread_count_live_in_the_other_browser(
     log_in(reading, "reader")
     badge = reading.locator("[data-unread-count]")
     expect(badge).to_be_hidden()
-    expect(reading.locator(".feed[data-stream]")).to_have_attribute(
-        "data-stream-state", "open"
-    )
+    expect(reading.locator(".feed[data-stream]")).to_have_attribute("data-stream-state", "open")
 
     writing = open_page()
     log_in(writing, "writer")

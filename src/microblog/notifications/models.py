@@ -98,7 +98,9 @@ class PendingNotification(models.Model):
     post = models.ForeignKey(
         Post, null=True, blank=True, on_delete=models.DB_CASCADE, related_name="+"
     )
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DB_CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DB_CASCADE, related_name="+"
+    )
     count = models.PositiveIntegerField(default=1)
 
     class Meta:
@@ -107,6 +109,9 @@ class PendingNotification(models.Model):
                 fields=["recipient", "kind", "group_key"], name="notifications_one_pending_group"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"pending {self.kind} for {self.recipient_id} ({self.count})"
 
 
 class NotificationMarker(models.Model):
@@ -119,3 +124,6 @@ class NotificationMarker(models.Model):
         related_name="+",
     )
     seen_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} has seen up to {self.seen_id}"

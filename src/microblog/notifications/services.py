@@ -24,7 +24,12 @@ from django.utils import timezone
 
 from microblog import jobs
 from microblog.core.ids import new_id
-from microblog.notifications.models import Kind, Notification, NotificationMarker, PendingNotification
+from microblog.notifications.models import (
+    Kind,
+    Notification,
+    NotificationMarker,
+    PendingNotification,
+)
 from microblog.posts.models import Post
 from microblog.stream import events
 from microblog.timelines import visibility
@@ -91,7 +96,9 @@ def _notify_about_post(*, post_id: int, actor_id: int, kind: str) -> None:
     if author_id is None:
         return  # no such post, a placeholder, or its author deleted the account
     with transaction.atomic():
-        _pend(recipient_id=author_id, actor_id=actor_id, kind=kind, group_key=post_id, post_id=post_id)
+        _pend(
+            recipient_id=author_id, actor_id=actor_id, kind=kind, group_key=post_id, post_id=post_id
+        )
 
 
 def _pend(

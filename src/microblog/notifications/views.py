@@ -15,7 +15,7 @@ def notifications(request: AuthedHttpRequest) -> HttpResponse:
     its newest notification read (those shown stay marked "new" on this page)."""
     cursor = parse_cursor(request.GET.get("cursor"))
     page = selectors.notifications_page(user_id=request.user.id, cursor=cursor)
-    if cursor is None and page.items and page.items[0].unread:
+    if cursor is None and page.items and getattr(page.items[0], "unread", False):
         services.notifications_mark_seen(user_id=request.user.id, seen_id=page.items[0].sort_id)
         request.user.unread_notifications = 0  # type: ignore[attr-defined]  # the top bar, now
     template = (

@@ -434,10 +434,10 @@ class Hub:
                 except Exception:
                     logger.warning("stream: could not read unread counts", exc_info=True)
                     unread = []
-                for count in unread:
+                for unread_count in unread:
                     for listener in list(self.listeners):
-                        if listener.subscription.reader_id == count.user:
-                            listener.offer(count)
+                        if listener.subscription.reader_id == unread_count.user:
+                            listener.offer(unread_count)
             if not self.replied:
                 continue
             post_ids, self.replied = sorted(self.replied), set()

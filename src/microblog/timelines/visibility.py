@@ -295,7 +295,8 @@ def notifications_for(recipient_id: int) -> Q:
         & ~Q(actor_id__in=muted_ids(recipient_id))
         & (
             Q(post__isnull=True)
-            | (Q(post__is_hidden=False) | Q(post__author_id=recipient_id)) & Q(post__is_deleted=False)
+            | (Q(post__is_hidden=False) | Q(post__author_id=recipient_id))
+            & Q(post__is_deleted=False)
         )
     )
 
