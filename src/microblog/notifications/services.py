@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef
 from django.utils import timezone
 
 from microblog import jobs
@@ -72,6 +72,7 @@ def notify_followed(*, follower_id: int, followed_id: int) -> None:
         actor_id=follower_id,
         kind=Kind.FOLLOW,
         group_key=day_of(timezone.now()),
+        checked=False,
     )
 
 
@@ -88,25 +89,39 @@ def notify_reposted(*, post_id: int, actor_id: int) -> None:
 
 
 def _notify_about_post(*, post_id: int, actor_id: int, kind: str) -> None:
-    author_id = (
-        Post.objects.filter(id=post_id, is_deleted=False)
+    # One query: the post's author, if the post is there (not a placeholder, author not
+    # deleted), is not the actor, and does not silence them (timelines.visibility).
+    recipient_id = (
+        Post.objects.filter(id=post_id, is_deleted=False, author__isnull=False)
+        .exclude(author_id=actor_id)
+        .exclude(visibility.silences(OuterRef("author_id"), actor_id))
         .values_list("author_id", flat=True)
         .first()
     )
-    if author_id is None:
-        return  # no such post, a placeholder, or its author deleted the account
-    with transaction.atomic():
+    if recipient_id is not None:
         _pend(
-            recipient_id=author_id, actor_id=actor_id, kind=kind, group_key=post_id, post_id=post_id
+            recipient_id=recipient_id,
+            actor_id=actor_id,
+            kind=kind,
+            group_key=post_id,
+            post_id=post_id,
         )
 
 
 def _pend(
-    *, recipient_id: int, actor_id: int, kind: str, group_key: int, post_id: int | None = None
+    *,
+    recipient_id: int,
+    actor_id: int,
+    kind: str,
+    group_key: int,
+    post_id: int | None = None,
+    checked: bool = True,
 ) -> None:
-    """Adds an event to its group's pending row; the first event of a group creates the row and
-    enqueues the job that folds it in after the delay (in the same transaction)."""
-    if not visibility.notifies(recipient_id=recipient_id, actor_ids=[actor_id]):
+    """Adds an event to its group's pending row: one UPDATE, in autocommit when called outside a
+    transaction, so the row is locked only for that statement. The first event of a group
+    creates the row and enqueues the job that folds it in after the delay (in one transaction).
+    `checked`: the caller has asked visibility whether the actor may notify the recipient."""
+    if not checked and not visibility.notifies(recipient_id=recipient_id, actor_ids=[actor_id]):
         return
     pending = PendingNotification.objects.filter(
         recipient_id=recipient_id, kind=kind, group_key=group_key

@@ -27,9 +27,10 @@ block or a mute acts on the next page load and undoing one needs no backfill.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
@@ -237,53 +238,41 @@ def by_viewer_kind(
 # --- Notifications ----------------------------------------------------------------------------
 
 
+def silences(recipient: Any, actor: Any) -> Q:
+    """Whether `recipient` is not to be notified of `actor`'s acts: a block either way (so a
+    mention of an account that blocked the author notifies nobody), or a mute by the recipient.
+    Ids or OuterRef()s, so it joins any query as EXISTS probes of the primary keys."""
+    return (
+        Q(Exists(Block.objects.filter(blocker_id=recipient, blocked_id=actor)))
+        | Q(Exists(Block.objects.filter(blocker_id=actor, blocked_id=recipient)))
+        | Q(Exists(Mute.objects.filter(muter_id=recipient, muted_id=actor)))
+    )
+
+
 def notifies(*, recipient_id: int, actor_ids: "list[int]") -> set[int]:
-    """Of `actor_ids`, those whose acts may notify `recipient_id`: not the recipient, no block
-    either way (so a mention of an account that blocked the author notifies nobody), not muted
-    by the recipient. Two queries, whatever the number of actors (a post's mentions)."""
+    """Of `actor_ids`, those whose acts may notify `recipient_id`: not the recipient, not
+    silenced (silences()). One query."""
     candidates = {actor for actor in actor_ids if actor != recipient_id}
     if not candidates:
         return set()
-    silenced = set(
-        Block.objects.filter(blocker_id=recipient_id, blocked_id__in=candidates).values_list(
-            "blocked_id", flat=True
-        )
+    return set(
+        User.objects.filter(id__in=candidates)
+        .exclude(silences(recipient_id, OuterRef("id")))
+        .values_list("id", flat=True)
     )
-    silenced |= set(
-        Block.objects.filter(blocked_id=recipient_id, blocker_id__in=candidates).values_list(
-            "blocker_id", flat=True
-        )
-    )
-    silenced |= set(
-        Mute.objects.filter(muter_id=recipient_id, muted_id__in=candidates).values_list(
-            "muted_id", flat=True
-        )
-    )
-    return candidates - silenced
 
 
 def notified_by(*, actor_id: int, recipient_ids: "list[int]") -> set[int]:
-    """Of `recipient_ids`, those an act of `actor_id` may notify (notifies(), the other way:
-    a post's mentions and reply have one actor and several recipients)."""
+    """Of `recipient_ids`, those an act of `actor_id` may notify (a post's reply and mentions:
+    one actor, several recipients). One query."""
     candidates = {recipient for recipient in recipient_ids if recipient != actor_id}
     if not candidates:
         return set()
-    silenced = set(
-        Block.objects.filter(blocker_id__in=candidates, blocked_id=actor_id).values_list(
-            "blocker_id", flat=True
-        )
+    return set(
+        User.objects.filter(id__in=candidates)
+        .exclude(silences(OuterRef("id"), actor_id))
+        .values_list("id", flat=True)
     )
-    silenced |= set(
-        Block.objects.filter(blocked_id__in=candidates, blocker_id=actor_id).values_list(
-            "blocked_id", flat=True
-        )
-    )
-    silenced |= set(
-        Mute.objects.filter(muter_id__in=candidates, muted_id=actor_id).values_list(
-            "muter_id", flat=True
-        )
-    )
-    return candidates - silenced
 
 
 def notifications_for(recipient_id: int) -> Q:
