@@ -18,11 +18,12 @@ kept and nothing here can make one drift.
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, OuterRef
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db.models import F, OuterRef, QuerySet
 from django.utils import timezone
 
 from microblog import jobs
+from microblog.core import sqlcache
 from microblog.core.ids import new_id
 from microblog.notifications.models import (
     Kind,
@@ -89,23 +90,23 @@ def notify_reposted(*, post_id: int, actor_id: int) -> None:
 
 
 def _notify_about_post(*, post_id: int, actor_id: int, kind: str) -> None:
-    # One query: the post's author, if the post is there (not a placeholder, author not
-    # deleted), is not the actor, and does not silence them (timelines.visibility).
-    recipient_id = (
+    # The request that liked pays for this: one query, compiled once per process (core.sqlcache).
+    found = sqlcache.fetch(_post_recipient, post_id, actor_id, using=DEFAULT_DB_ALIAS)
+    if found:
+        _pend(
+            recipient_id=found[0], actor_id=actor_id, kind=kind, group_key=post_id, post_id=post_id
+        )
+
+
+def _post_recipient(post_id: int, actor_id: int) -> QuerySet[Post, int]:
+    """The author of the post, if the post is there (not a placeholder, author not deleted), is
+    not the actor and does not silence them (timelines.visibility.silences)."""
+    return (
         Post.objects.filter(id=post_id, is_deleted=False, author__isnull=False)
         .exclude(author_id=actor_id)
         .exclude(visibility.silences(OuterRef("author_id"), actor_id))
-        .values_list("author_id", flat=True)
-        .first()
+        .values_list("author_id", flat=True)[:1]
     )
-    if recipient_id is not None:
-        _pend(
-            recipient_id=recipient_id,
-            actor_id=actor_id,
-            kind=kind,
-            group_key=post_id,
-            post_id=post_id,
-        )
 
 
 def _pend(
