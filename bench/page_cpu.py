@@ -47,6 +47,8 @@ PAGES = (
     "search",
     "search_signed_out",
     "search_rare",
+    "notifications",
+    "notifications_celebrity",
 )
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters: an unmasked CSRF secret
 
@@ -138,6 +140,10 @@ def worker(args: argparse.Namespace) -> None:
         match = cursor_re.search(content)
         page2[cookie] = "/?cursor=" + match.group(1).decode() if match else "/"
     post_n = [0]
+    # The celebrity (user 1) has the most notifications (replies to their posts).
+    celebrity_client = Client()
+    celebrity_client.force_login(User.objects.get(username=fixture["celebrity"]))
+    celebrity_cookie = f"sessionid={celebrity_client.cookies['sessionid'].value}; csrftoken={CSRF}"
 
     def request(page: str, n: int) -> tuple[str, bytes]:
         cookie = cookies[n % len(cookies)]
@@ -173,6 +179,10 @@ def worker(args: argparse.Namespace) -> None:
             return call("/search?q=" + fixture.get("search_word", "coffee"), None)
         if page == "search_rare":
             return call("/search?q=" + fixture.get("rare_word", "straßenbahn7"), cookie)
+        if page == "notifications":
+            return call("/notifications", cookie)
+        if page == "notifications_celebrity":
+            return call("/notifications", celebrity_cookie)
         if page == "post":
             post_n[0] += 1
             body = f"csrfmiddlewaretoken={CSRF}&content=page_cpu+{time.time_ns()}+{post_n[0]}"

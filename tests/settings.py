@@ -35,3 +35,7 @@ RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", False)  # noqa: F405
 # Every compiled hot query (core.sqlcache) is checked against the ORM once per process, and a
 # builder that breaks the contract fails the test that reaches it.
 SQLCACHE_STRICT = True
+
+# Grouped notifications are folded in at once (the job's delay is tested on its own in
+# tests/notifications), so the worker's batch runs find no job waiting for its time.
+NOTIFICATIONS_GROUP_DELAY_SECONDS = 0.0

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "microblog.moderation",
     "microblog.tags",
     "microblog.search",
+    "microblog.notifications",
     "microblog.ops",
     "microblog.seeding",
     "django_tasks_db",
@@ -429,3 +430,8 @@ if REDIS_URL:
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "microblog"),
         }
     }
+
+# Notifications (microblog.notifications): likes, reposts and follows of one group (a post, a
+# day's followers) are folded into its notification by a job this long after the first of them,
+# so a like spree writes the notification once per this many seconds, not once per like.
+NOTIFICATIONS_GROUP_DELAY_SECONDS = float(os.environ.get("NOTIFICATIONS_GROUP_DELAY_SECONDS", "2"))

@@ -6,6 +6,7 @@ from microblog.accounts import views as accounts
 from microblog.core import views as core
 from microblog.core.ids import ID_PATTERN, parse_id
 from microblog.moderation import views as moderation
+from microblog.notifications import views as notifications
 from microblog.ops import dashboard, health, metrics
 from microblog.posts import views as posts
 from microblog.search import views as search
@@ -47,6 +48,7 @@ urlpatterns = [
     path("", timelines.home, name="home"),
     path("following", timelines.following, name="following"),
     path("all", timelines.everyone, name="all"),
+    path("notifications", notifications.notifications, name="notifications"),
     path("signup", accounts.signup, name="signup"),
     path("login", accounts.login_view, name="login"),
     path("logout", accounts.logout_view, name="logout"),

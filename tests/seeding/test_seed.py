@@ -156,3 +156,34 @@ def test_seeded_hashtags_are_stored_as_post_create_stores_them(seeded):
     word = next(iter(uses))
     found = search.posts(parse(word), AnonymousUser())
     assert found.items and all(word in p.content.lower() for p in found.items)
+def test_mentions_and_their_notifications_are_what_post_create_writes(seeded):
+    """Seeded mentions are stored as post_create stores them, and the notifications are those
+    post_create writes: a reply tells its parent's author, a mention the others, never oneself."""
+    from microblog.core.text import mentioned_usernames
+    from microblog.notifications.models import Notification
+    from microblog.posts.models import Mention
+
+    mentions = list(Mention.objects.select_related("post", "user"))
+    top_level = [m for m in mentions if m.post.parent_id is None]
+    assert top_level and len(mentions) > len(top_level)  # both kinds at realistic rates
+    assert len(top_level) < 0.1 * Post.objects.filter(parent__isnull=True).count()
+    for mention in mentions:
+        assert mention.user.username in mentioned_usernames(mention.post.content)
+        assert mention.user.username in mention.post.mention_names.split()
+    expected = set()
+    for post in Post.objects.select_related("parent"):
+        told = {m: "mention" for m in post.mentions.values_list("user_id", flat=True)}
+        if post.parent_id is not None:
+            told[post.parent.author_id] = "reply"
+        told.pop(post.author_id, None)
+        expected |= {(recipient, kind, post.id, post.author_id) for recipient, kind in told.items()}
+    rows = set(Notification.objects.values_list("recipient_id", "kind", "post_id", "actor_id"))
+    assert rows == expected
+    # New notifications get ids after the seeded ones.
+    post = Post.objects.filter(parent__isnull=True).first()
+    from microblog.posts.services import post_create
+
+    reply = post_create(
+        author=User.objects.exclude(id=post.author_id).first(), content="hi", parent_id=post.id
+    )
+    assert Notification.objects.filter(post=reply).exists()

@@ -523,3 +523,24 @@ def test_opening_a_stream_counts_against_the_rate_limit(stream_db) -> None:
         refused.close()
         assert status_of(port, "feed=for_you", None) == 429  # before any session lookup
         first.close()
+
+
+def test_stream_sends_the_unread_notification_count_to_its_reader_only(stream) -> None:
+    """A mention raises the mentioned reader's unread count on their open page (an `unread`
+    event, no event id); others' streams hear nothing of it."""
+    port, driver = stream
+    _reader, session = driver.user("reader")
+    _other, other_session = driver.user("other")
+    author, _ = driver.user("author")
+    mine = _open(port, "feed=for_you", session)
+    theirs = _open(port, "feed=for_you", other_session)
+    driver.post(author, "hello @Reader")
+    event = mine.next()
+    assert event is not None and event["event"] == "unread" and "id" not in event
+    assert json.loads(event["data"]) == {"unread": 1}
+    driver.post(author, "again, @reader")
+    event = mine.next()
+    assert event is not None and json.loads(event["data"]) == {"unread": 2}
+    assert theirs.next(timeout=1.5) is None  # only the mentioned reader was told
+    mine.close()
+    theirs.close()

@@ -174,3 +174,33 @@ def test_a_follow_applies_to_the_open_feed_before_the_next_post(
     expect(posts).to_have_count(3)
     expect(posts.first).to_contain_text("Bob's own post")
     expect(feed).not_to_contain_text("Carol after the unfollow")
+
+
+def test_a_mention_raises_the_unread_count_live_in_the_other_browser(
+    served: tuple[str, Driver], open_page: Callable[..., "Page"]
+) -> None:
+    """User A mentions user B in the browser; B's top bar shows the unread notification in B's
+    own browser context without reloading, and B's notifications page names A."""
+    _base, driver = served
+    driver.user("writer")
+    driver.user("reader")
+
+    reading = open_page()
+    log_in(reading, "reader")
+    badge = reading.locator("[data-unread-count]")
+    expect(badge).to_be_hidden()
+    expect(reading.locator(".feed[data-stream]")).to_have_attribute("data-stream-state", "open")
+
+    writing = open_page()
+    log_in(writing, "writer")
+    writing.get_by_label("What's happening?").fill("Thanks @Reader for the tip")
+    writing.get_by_role("button", name="Post", exact=True).click()
+    expect(writing.locator(".flash")).to_contain_text("Your post was published.")
+    expect(writing.locator("a.mention")).to_have_attribute("href", "/@reader")
+
+    expect(badge).to_be_visible(timeout=2_000)
+    expect(badge).to_contain_text("1")
+    reading.get_by_role("link", name="Notifications").click()
+    expect(reading.locator(".notification")).to_contain_text("writer mentioned you")
+    expect(reading.locator(".notification")).to_contain_text("Thanks @Reader for the tip")
+    expect(reading.locator("[data-unread-count]")).to_be_hidden()

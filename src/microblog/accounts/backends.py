@@ -10,7 +10,10 @@ from microblog.core import sqlcache
 
 
 def _user_by_id(user_id: int) -> QuerySet[User]:
-    return User._default_manager.filter(pk=user_id)
+    # With the unread notification count for the top bar (a subquery, not a query of its own).
+    from microblog.notifications.selectors import unread_count
+
+    return User._default_manager.filter(pk=user_id).annotate(unread_notifications=unread_count())
 
 
 class CaseInsensitiveModelBackend(ModelBackend):

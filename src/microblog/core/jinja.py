@@ -18,7 +18,7 @@ from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
-from microblog.core.text import hashtag_spans
+from microblog.core.text import MENTION, hashtag_spans
 
 
 def url(name: str, *args: Any, **kwargs: Any) -> str:
@@ -143,12 +143,14 @@ def shortened(url: str) -> str:
     return shown
 
 
-def linkify(text: str) -> Markup:
+def linkify(text: str, mentioned: str = "") -> Markup:
     """The post's text, escaped, with its http(s) addresses as links (rel="nofollow noopener
     ugc": no endorsement for search engines, no window.opener for the target) shown shortened;
-    the full address is the link's title."""
+    the full address is the link's title. `mentioned`: the post's resolved mentions (stored with
+    the post, `Post.mention_names`); those and the hashtags are linked by link_words() outside
+    the addresses."""
     if "://" not in text:
-        return hashtag_links(text)
+        return link_words(text, mentioned)
     parts: list[str] = []
     last = 0
     for match in URL_IN_TEXT.finditer(text):
@@ -156,36 +158,66 @@ def linkify(text: str) -> Markup:
         if not urlsplit(url).hostname:
             continue
         start, end = match.start(), match.start() + len(url)
-        parts.append(hashtag_links(text, last, start))
+        parts.append(link_words(text, mentioned, last, start))
         parts.append(
             Markup('<a href="{0}" title="{0}" rel="nofollow noopener ugc">{1}</a>').format(
                 url, shortened(url)
             )
         )
         last = end
-    parts.append(hashtag_links(text, last))
+    parts.append(link_words(text, mentioned, last))
     return Markup("").join(parts)
 
 
-def hashtag_links(text: str, start: int = 0, end: int | None = None) -> Markup:
-    """`text[start:end]`, escaped, with its hashtags as links to their tag pages. The tags are
-    found in the whole text (core.text.hashtag_spans: whether a `#` starts a tag depends on
-    what stands around it), the same way as when the post's tags were stored."""
-    if "#" not in text:
-        return escape(text[start:end])
+def link_words(text: str, mentioned: str, start: int = 0, end: int | None = None) -> Markup:
+    """`text[start:end]`, escaped, with its hashtags as links to their tag pages and its stored
+    mentions as links to their profiles.
+
+    Hashtags are found in the whole text (core.text.hashtag_spans: whether a `#` starts a tag
+    depends on what stands around it), the same way as when the post's tags were stored.
+    `mentioned` holds the post's resolved mentions (space-separated usernames, `Post.mention_names`,
+    resolved when the post was written): only those become links, so the card is a function of
+    the post's stored data. A tag and a mention never overlap (neither rule lets one run into the
+    other: `#a@b` is the tag `a` and no mention, `@a#b` the mention `a` and no tag)."""
     end = len(text) if end is None else end
+    if "#" not in text and not (mentioned and "@" in text):
+        return escape(text[start:end])
+    links: list[tuple[int, int, Markup]] = []
+    if "#" in text:
+        for tag_start, tag_end, name in hashtag_spans(text):
+            if start <= tag_start and tag_end <= end:
+                links.append(
+                    (
+                        tag_start,
+                        tag_end,
+                        Markup('<a class="hashtag" href="{0}">{1}</a>').format(
+                            tag_path(name), text[tag_start:tag_end]
+                        ),
+                    )
+                )
+    if mentioned and "@" in text:
+        accounts = {name.lower(): name for name in mentioned.split()}
+        for match in MENTION.finditer(text, start, end):
+            username = accounts.get(match.group(1).lower())
+            if username is not None:
+                links.append(
+                    (
+                        match.start(),
+                        match.end(),
+                        Markup('<a class="mention" href="{0}">@{1}</a>').format(
+                            profile_path(username), match.group(1)
+                        ),
+                    )
+                )
+    links.sort(key=lambda link: link[0])
     parts: list[str] = []
     last = start
-    for tag_start, tag_end, name in hashtag_spans(text):
-        if tag_start < start or tag_end > end:
+    for link_start, link_end, html in links:
+        if link_start < last:  # cannot happen (see above); never emit text twice
             continue
-        parts.append(escape(text[last:tag_start]))
-        parts.append(
-            Markup('<a class="hashtag" href="{0}">{1}</a>').format(
-                tag_path(name), text[tag_start:tag_end]
-            )
-        )
-        last = tag_end
+        parts.append(escape(text[last:link_start]))
+        parts.append(html)
+        last = link_end
     parts.append(escape(text[last:end]))
     return Markup("").join(parts)
 

@@ -1,5 +1,7 @@
-"""Validation of user-written text, shared by forms and services (one rule, two doors)."""
+"""Validation of user-written text, shared by forms and services (one rule, two doors), and the
+parsing of what a post's text refers to (hashtags, mentions)."""
 
+import re
 import unicodedata
 
 from microblog.core.errors import Invalid
@@ -109,3 +111,25 @@ def _in_address(text: str, index: int) -> bool:
 def hashtags(text: str) -> list[str]:
     """The distinct tag names of `text`, in order of first appearance."""
     return list(dict.fromkeys(name for _, _, name in hashtag_spans(text)))
+
+
+# --- Mentions -------------------------------------------------------------------------------
+#
+# `@username` in a post: usernames are 1-50 ASCII letters, digits and underscores. Not inside
+# another word or an e-mail address ("bob@example.org", "x@bob"): the `@` must not follow a
+# letter, digit, `_`, `.`, `+`, `-`, `/` or another `@` (which also leaves out the "/@name" of an
+# address); the name must not run on into a letter (of any script), digit, `_` or `@`, so a
+# 51-character name is no mention at all rather than the first 50 of it.
+MENTION = re.compile(r"(?<![\w.+\-/@])@([A-Za-z0-9_]{1,50})(?![\w@])")
+# Addresses are taken out before looking for mentions ("https://example.org/?to=@bob").
+_ADDRESS = re.compile(r"\bhttps?://\S+", re.IGNORECASE)
+
+
+def mentioned_usernames(text: str) -> list[str]:
+    """The usernames `text` mentions, in order of first appearance, each once (compared
+    ignoring case; the first spelling is kept). The one parser of mentions: post_create resolves
+    these to accounts and the post card links the resolved ones (core.jinja.link_mentions)."""
+    seen: dict[str, str] = {}
+    for match in MENTION.finditer(_ADDRESS.sub(" ", text)):
+        seen.setdefault(match.group(1).lower(), match.group(1))
+    return list(seen.values())

@@ -8,6 +8,7 @@ from microblog.accounts.models import User
 from microblog.core.errors import Invalid, NotAllowed, NotFound
 from microblog.follows.models import Follow
 from microblog.moderation.selectors import block_between
+from microblog.notifications import services as notifications
 from microblog.stream import events
 from microblog.timelines import fanout
 
@@ -61,6 +62,8 @@ def follow_create(*, follower: User, followed: User) -> bool:
                 jobs.enqueue_with_write(jobs.backfill_author, followed.id)
             followed.refresh_from_db(fields=["followers_count", "is_celebrity"])
             fanout.backfill_follow(follower=follower, followed=followed)
+            # The followed account is told, grouped per day (after a short delay: a job).
+            notifications.notify_followed(follower_id=follower.id, followed_id=followed.id)
             # The follower's open streams reload their follows (stream/app.py).
             events.publish_reader_filters_changed_after_commit(reader_id=follower.id)
     except IntegrityError:

@@ -147,6 +147,26 @@ def rebuild_feed(user_id: int) -> None:
         fanout.rebuild(user)
 
 
+# --- Notifications -----------------------------------------------------------------------
+
+
+@job(DEFAULT)
+def fold_notifications(recipient_id: int, kind: str, group_key: int) -> bool:
+    """Folds a group's pending events (likes, reposts, follows) into its notification, once per
+    NOTIFICATIONS_GROUP_DELAY_SECONDS however many events came (notifications.services)."""
+    from microblog.notifications import services
+
+    return services.notifications_fold(recipient_id=recipient_id, kind=kind, group_key=group_key)
+
+
+def after_delay(job_task: Task[..., Any], seconds: float) -> Task[..., Any]:
+    """The job set to run `seconds` from now, on backends that can defer (the database queue);
+    others (the tests' immediate backend) run it at once."""
+    if seconds <= 0 or not job_task.get_backend().supports_defer:
+        return job_task
+    return job_task.using(run_after=timezone.now() + timedelta(seconds=seconds))
+
+
 # --- Maintenance (scheduled by `microblog worker`) ---------------------------------------
 
 

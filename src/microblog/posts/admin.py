@@ -35,6 +35,7 @@ class PostAdmin(admin.ModelAdmin):
         "is_hidden",
         "is_deleted",
         "open_reports",
+        "mention_names",
     )
     ordering = ("-id",)
     show_full_result_count = False

@@ -39,6 +39,11 @@ class Post(models.Model):
     # A deleted post that still has replies stays as a placeholder (no author, no text), so its
     # replies keep their place in the thread; it goes when its last reply goes (post_delete).
     is_deleted = models.BooleanField(default=False, db_default=False)
+    # The accounts the text mentions, resolved when the post was written (post_create):
+    # their usernames, space-separated, as the card links them (core.jinja.link_mentions). Kept
+    # on the row so a card is drawn from the post alone (no query per card, and a cached card
+    # depends only on the post); the Mention rows below are the same set, for queries.
+    mention_names = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         indexes = [
@@ -81,3 +86,32 @@ class Post(models.Model):
         """The replies a reader can open: counted for them when the query that loaded the post
         annotated `visible_replies` (posts.selectors), else the stored counter."""
         return getattr(self, "visible_replies", self.replies_count)
+
+
+MENTIONS_MAX = 10  # accounts resolved per post: bounds post_create's work and a mention spree
+
+
+class Mention(models.Model):
+    """An account a post mentions (`@username`), resolved when the post was written; it goes with
+    the post or the account (database cascades), and with the text when the post becomes a
+    deleted post's placeholder (post_delete)."""
+
+    pk = models.CompositePrimaryKey("post_id", "user_id")
+    post = models.ForeignKey(
+        Post,
+        on_delete=models.DB_CASCADE,
+        related_name="mentions",
+        db_index=False,  # the primary key starts with post_id
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DB_CASCADE,
+        related_name="mentioned_in",
+        db_index=False,  # covered by posts_mention_user_idx
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-post"], name="posts_mention_user_idx")]
+
+    def __str__(self) -> str:
+        return f"Post {self.post_id} mentions {self.user_id}"

@@ -1,17 +1,21 @@
 """Writes to posts. `post_create` and `post_delete` are the only doors."""
 
+from functools import reduce
+from operator import or_
+
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from microblog import jobs
 from microblog.accounts.models import User
 from microblog.core.errors import NotAllowed, NotFound
 from microblog.core.ids import new_id
-from microblog.core.text import clean_text
+from microblog.core.text import clean_text, mentioned_usernames
 from microblog.moderation.models import Report
 from microblog.moderation.selectors import blocks_replies
-from microblog.posts.models import CONTENT_MAX_LENGTH, Post
+from microblog.notifications import services as notifications
+from microblog.posts.models import CONTENT_MAX_LENGTH, MENTIONS_MAX, Mention, Post
 from microblog.stream import events
 from microblog.tags.services import post_tags_record
 from microblog.timelines import fanout, visibility
@@ -32,8 +36,13 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
     """Publishes a post or, with `parent_id`, a reply. Raises Invalid for bad content, NotFound
     for a missing parent (one the author may not see counts as missing: a post hidden by the
     moderators takes replies only from its author and staff), NotAllowed for a parent whose
-    author blocks `author`; nothing is written then."""
+    author blocks `author`; nothing is written then.
+
+    `@username` mentions are resolved here, once: to the existing accounts (the first
+    MENTIONS_MAX named; a name with no account stays plain text), stored with the post
+    (`mention_names`, Mention rows), and notified with the reply (notifications.services)."""
     content = post_content_clean(content)
+    names = mentioned_usernames(content)[:MENTIONS_MAX]
     with transaction.atomic():
         # Lock order, in every service: user rows first (in id order), then posts. A follow
         # holds user rows until its feed entries' foreign keys to posts are checked at commit,
@@ -47,9 +56,27 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
             raise NotFound(PARENT_MISSING, code="parent_missing")
         if parent_id is not None and blocks_replies(parent_id=parent_id, replier_id=author.id):
             raise NotAllowed(REPLY_BLOCKED, code="blocked")
-        post = _insert_post(author=author, content=content, parent_id=parent_id)
+        mentioned = _existing_accounts(names)
+        post = _insert_post(
+            author=author,
+            content=content,
+            parent_id=parent_id,
+            mention_names=" ".join(username for _, username in mentioned),
+        )
+        if mentioned:
+            Mention.objects.bulk_create(Mention(post=post, user_id=uid) for uid, _ in mentioned)
         # Its hashtags, with the post (tags.services; after the post: the lock order above).
         post_tags_record(post=post)
+        parent_author_id = (
+            None
+            if parent_id is None
+            else Post.objects.filter(id=parent_id).values_list("author_id", flat=True).first()
+        )
+        notifications.notify_post_created(
+            post=post,
+            parent_author_id=parent_author_id,
+            mentioned_ids=[user_id for user_id, _ in mentioned],
+        )
         if parent_id is None:
             # Replies are not fanned out: they live in threads and on the Following page.
             fanout.add_own_post(post)
@@ -61,7 +88,23 @@ def post_create(*, author: User, content: str, parent_id: int | None = None) -> 
     return post
 
 
-def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
+def _existing_accounts(names: list[str]) -> list[tuple[int, str]]:
+    """(id, username) of the accounts with these names (ignoring case), in the order named; one
+    query (PostgreSQL: probes of the unique index on UPPER(username))."""
+    if not names:
+        return []
+    found = dict(
+        (username.lower(), (user_id, username))
+        for user_id, username in User.objects.filter(
+            reduce(or_, (Q(username__iexact=name) for name in names))
+        ).values_list("id", "username")
+    )
+    return [found[name.lower()] for name in names if name.lower() in found]
+
+
+def _insert_post(
+    *, author: User, content: str, parent_id: int | None, mention_names: str = ""
+) -> Post:
     for attempt in range(3):
         now = timezone.now()
         post = Post(
@@ -70,6 +113,7 @@ def _insert_post(*, author: User, content: str, parent_id: int | None) -> Post:
             content=content,
             parent_id=parent_id,
             created_at=now,
+            mention_names=mention_names,
         )
         try:
             with transaction.atomic():
@@ -113,14 +157,22 @@ def post_delete(*, post: Post, actor: User) -> None:
             return
         if replies:
             Post.objects.filter(id=post.id).update(
-                is_deleted=True, author=None, content="", is_hidden=False, open_reports=0
+                is_deleted=True,
+                author=None,
+                content="",
+                mention_names="",
+                is_hidden=False,
+                open_reports=0,
             )
             # What a removal would have cascaded to (the audit log keeps its own copy).
             Report.objects.filter(post_id=post.id).delete()
+            Mention.objects.filter(post_id=post.id).delete()
         else:
             Post.objects.filter(id=post.id).delete()
             _reply_removed(post.parent_id)
         fanout.remove_post(post.id)
+        # No notification keeps the deleted post's text or author (a removed row cascades too).
+        notifications.notifications_forget_post(post_id=post.id)
         if post.author_id is not None:
             User.objects.filter(id=post.author_id).update(posts_count=F("posts_count") - 1)
 

@@ -20,7 +20,12 @@ What it builds, deterministically from one random seed (times are relative to th
 - exact counters, `is_celebrity` above FANOUT_CELEBRITY_FOLLOWERS, and the stored feeds the
   fan-out would have written (timelines.fanout): every active reader gets the newest
   FEED_MAX_ENTRIES of their own and their followed non-celebrity authors' top-level posts, with
-  `feed_horizon` at the oldest kept entry when the cap cut the feed; inactive readers get none.
+  `feed_horizon` at the oldest kept entry when the cap cut the feed; inactive readers get none;
+- mentions: a reply often opens with `@<parent's author>` (40%), and MENTION_SHARE of top-level
+  posts mention an account drawn by popularity; each is stored as post_create stores it
+  (`mention_names`, Mention rows), with the notifications post_create writes (a reply to its
+  parent's author, a mention to the others; none to oneself). The seed has no blocks or mutes,
+  so every such notification is one that timelines.visibility.notified_by lets through.
 
 On PostgreSQL the rows go in with COPY inside one transaction, with the four tables' secondary
 indexes and foreign keys dropped first and recreated afterwards from their catalog definitions
@@ -50,7 +55,13 @@ from microblog.accounts.models import User
 from microblog.core.ids import EPOCH_MS, LOW_BITS
 from microblog.core.text import hashtags
 from microblog.follows.models import Follow
-from microblog.posts.models import CONTENT_MAX_LENGTH, Post
+from microblog.notifications.models import (
+    Kind,
+    Notification,
+    NotificationMarker,
+    PendingNotification,
+)
+from microblog.posts.models import CONTENT_MAX_LENGTH, Mention, Post
 from microblog.tags.models import PostTag, Tag, Trend
 from microblog.timelines.models import FeedEntry
 
@@ -58,6 +69,8 @@ from microblog.timelines.models import FeedEntry
 SEED_PASSWORD = "seeded-password-1"  # noqa: S105
 
 DAY_MS = 86_400_000
+# Top-level posts that mention someone (replies mention their parent's author on their own).
+MENTION_SHARE = 0.03
 
 
 @dataclass(frozen=True)
@@ -508,6 +521,7 @@ class PostRow:
     parent_id: int | None
     created_ms: int
     replies_count: int = 0
+    mentioned: list[int] = field(default_factory=list)  # user ids, as post_create resolves them
 
 
 @dataclass
@@ -576,8 +590,50 @@ def generate_posts(cfg: SeedConfig, rng: random.Random, now_ms: int) -> Generate
         result.posts_count[item[1]] += 1  # type: ignore[index]
         parent_id = rows[i].parent_id
         assert parent_id is None or parent_id < rows[i].id
+    _add_mentions(cfg, rows, items, cum_popular)
     result.posts = sorted(rows, key=lambda r: r.id)
     return result
+
+
+def _add_mentions(
+    cfg: SeedConfig, rows: list[PostRow], items: list[list[Any]], cum_popular: list[float]
+) -> None:
+    """Mentions, from their own random stream (the other data stay as they were without them):
+    a reply that opens with `@<parent's author>` mentions them; MENTION_SHARE of top-level posts
+    get an `@<account>` drawn by popularity in front."""
+    rng = random.Random(cfg.random_seed * 1_000_003 + 16)
+    n = cfg.users
+    for i, row in enumerate(rows):
+        if row.parent_id is not None:
+            parent_author = items[items[i][2]][1]
+            if row.content.startswith(f"@{username_of(parent_author)} "):
+                row.mentioned = [parent_author]
+        elif rng.random() < MENTION_SHARE:
+            target = rng.choices(range(1, n + 1), cum_weights=cum_popular)[0]
+            row.content = f"@{username_of(target)} {row.content}"[:CONTENT_MAX_LENGTH]
+            row.mentioned = [target]
+
+
+def _mention_rows(generated: "Generated") -> Iterator[tuple[Any, ...]]:
+    for p in generated.posts:
+        for user_id in p.mentioned:
+            yield (p.id, user_id)
+
+
+def _notification_rows(generated: "Generated") -> Iterator[tuple[Any, ...]]:
+    """What notifications.services.notify_post_created writes for each post: the parent's
+    author is told of a reply, the other accounts mentioned of the mention; never oneself."""
+    authors = {p.id: p.author_id for p in generated.posts}
+    next_id = 1
+    for p in generated.posts:
+        told: dict[int, str] = {m: Kind.MENTION.value for m in p.mentioned}
+        if p.parent_id is not None:
+            told[authors[p.parent_id]] = Kind.REPLY.value
+        told.pop(p.author_id, None)
+        for recipient, kind in sorted(told.items()):
+            created = _ts(p.created_ms)
+            yield (next_id, recipient, kind, p.id, p.id, p.author_id, 1, p.id, created)
+            next_id += 1
 
 
 # --- Loading -----------------------------------------------------------------------------
@@ -720,10 +776,16 @@ POSTS = Post._meta.db_table
 FEED = FeedEntry._meta.db_table
 TAGS = Tag._meta.db_table
 POST_TAGS = PostTag._meta.db_table
+MENTIONS = Mention._meta.db_table
+NOTIFICATIONS = Notification._meta.db_table
 RESET_MODELS: list[type[models.Model]] = [
     Trend,
     PostTag,
     Tag,
+    Notification,
+    PendingNotification,
+    NotificationMarker,
+    Mention,
     FeedEntry,
     Follow,
     Post,
@@ -757,6 +819,8 @@ class Summary:
     follows: int = 0
     posts: int = 0
     replies: int = 0
+    mentions: int = 0
+    notifications: int = 0
     feed_entries: int = 0
     active_users: int = 0
     celebrities: int = 0
@@ -857,12 +921,48 @@ USER_COLUMNS = [
     "feed_horizon",
     "updated_at",
 ]
-POST_COLUMNS = ["id", "author_id", "content", "parent_id", "replies_count", "created_at"]
+POST_COLUMNS = [
+    "id",
+    "author_id",
+    "content",
+    "parent_id",
+    "replies_count",
+    "created_at",
+    "mention_names",
+]
+MENTION_COLUMNS = ["post_id", "user_id"]
+NOTIFICATION_COLUMNS = [
+    "id",
+    "recipient_id",
+    "kind",
+    "group_key",
+    "post_id",
+    "actor_id",
+    "count",
+    "sort_id",
+    "updated_at",
+]
 
 
 def _post_rows(generated: Generated) -> Iterator[tuple[Any, ...]]:
     for p in generated.posts:
-        yield (p.id, p.author_id, p.content, p.parent_id, p.replies_count, _ts(p.created_ms))
+        names = " ".join(username_of(user_id) for user_id in p.mentioned)
+        yield (
+            p.id,
+            p.author_id,
+            p.content,
+            p.parent_id,
+            p.replies_count,
+            _ts(p.created_ms),
+            names,
+        )
+
+
+def _load_mentions(loader: "Loader", generated: Generated, summary: "Summary") -> None:
+    summary.mentions = loader.rows(MENTIONS, MENTION_COLUMNS, _mention_rows(generated))
+    summary.notifications = loader.rows(
+        NOTIFICATIONS, NOTIFICATION_COLUMNS, _notification_rows(generated)
+    )
 
 
 def _follow_times(rng: random.Random, now_ms: int, days: int) -> list[str]:
@@ -882,7 +982,9 @@ def _seed_postgres(
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
         cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute("SET LOCAL synchronous_commit = off")
-    schema = PostgresSchema([USERS, POSTS, FOLLOWS, FEED], keep_primary={USERS, POSTS})
+    schema = PostgresSchema(
+        [USERS, POSTS, FOLLOWS, FEED, MENTIONS, NOTIFICATIONS], keep_primary={USERS, POSTS}
+    )
     t0 = time.monotonic()
     schema.drop()
     step("drop indexes and foreign keys", time.monotonic() - t0)
@@ -935,11 +1037,17 @@ def _seed_postgres(
     t0 = time.monotonic()
     _load_tags(loader, generated, summary)
     step(f"load {summary.tags:,} tags and {summary.post_tags:,} post tags", time.monotonic() - t0)
+    t0 = time.monotonic()
+    _load_mentions(loader, generated, summary)
+    step(
+        f"{summary.mentions:,} mentions, {summary.notifications:,} notifications",
+        time.monotonic() - t0,
+    )
     del generated, graph
 
-    schema.restore([USERS, POSTS, FOLLOWS], step)
+    schema.restore([USERS, POSTS, FOLLOWS, MENTIONS, NOTIFICATIONS], step)
     with connection.cursor() as cursor:
-        for table in (USERS, POSTS, FOLLOWS):
+        for table in (USERS, POSTS, FOLLOWS, MENTIONS, NOTIFICATIONS):
             t0 = time.monotonic()
             cursor.execute(f"ANALYZE {table}")
             step(f"analyze {table}", time.monotonic() - t0)
@@ -986,6 +1094,7 @@ def _seed_portable(
         ["follower_id", "followed_id", "created_at"],
         ((u, v, datetime.fromisoformat(created)) for u, v, created in follows),
     )
+    _load_mentions(loader, generated, summary)
     _build_feeds(now_ms, step)
     _set_horizons(step)
     _reset_sequences()
@@ -1059,7 +1168,7 @@ def _trending(step: Callable[[str, float], None]) -> None:
 
 def _reset_sequences() -> None:
     with connection.cursor() as cursor:
-        for sql in connection.ops.sequence_reset_sql(no_style(), [User, Tag]):
+        for sql in connection.ops.sequence_reset_sql(no_style(), [User, Tag, Notification]):
             cursor.execute(sql)
 
 

@@ -25,6 +25,10 @@ It delivers, it does not compute (docs/architecture.md, "Real-time"):
 - Reply counts: after a reply, a `count` event (`{"id": <post id>, "replies": n}`, no event id)
   goes to the streams whose pages may show the replied-to post, so its "N replies" stays current.
   The counts are read once per batch of replies by the process, never per reader.
+- Unread notifications: after a user's notifications change (`{"unread_of"}` by NOTIFY; on
+  SQLite every poll, for the users with open streams), an `unread` event
+  (`{"unread": n}`) goes to that user's open streams, for the top bar's count; read once per
+  batch of users by the process, sent only when it changed.
 
 Database work runs in a small thread pool (Django's ORM is synchronous).
 """
@@ -58,6 +62,8 @@ from microblog.stream.events import (
     FiltersChangedEvent,
     PostEvent,
     RepliesChangedEvent,
+    UnreadChangedEvent,
+    UnreadCountEvent,
     parse,
 )
 from microblog.timelines import visibility
@@ -102,9 +108,12 @@ class Subscription:
     def reader_id(self) -> int:
         return int(self.reader.pk)
 
-    def wants(self, event: PostEvent | CountEvent) -> bool:
+    def wants(self, event: "PostEvent | CountEvent | UnreadCountEvent") -> bool:
         """Whether the reader's page shows this post: the page's own rule (timelines.visibility)
-        for one post at a time. A new post is never hidden yet."""
+        for one post at a time. A new post is never hidden yet. An unread count is the reader's
+        own only."""
+        if isinstance(event, UnreadCountEvent):
+            return event.user == self.reader_id
         if isinstance(event, CountEvent):
             return self.wants_count(event)
         return self.shows(event.author, event.parent, hidden=False)
@@ -254,6 +263,19 @@ def reply_counts(post_ids: list[int]) -> list[CountEvent]:
     return [CountEvent(post=i, replies=n, author=a, parent=p, hidden=h) for i, n, a, p, h in rows]
 
 
+def unread_counts(user_ids: list[int]) -> list[UnreadCountEvent]:
+    """The unread notification counts of these users, as the top bar shows them."""
+    from microblog.accounts.models import User
+    from microblog.notifications.selectors import unread_count
+
+    rows = (
+        User.objects.filter(id__in=user_ids)
+        .annotate(unread=unread_count())
+        .values_list("id", "unread")
+    )
+    return [UnreadCountEvent(user=user_id, unread=unread) for user_id, unread in rows]
+
+
 def posts_after(after: int | None, limit: int = 1000) -> tuple[list[PostEvent], int]:
     """New posts for the poll (and to fill a gap after the LISTEN connection was lost); with
     `after` None, none, and the newest id to start from."""
@@ -281,7 +303,7 @@ class Control(enum.Enum):
     END = "end"  # the stream ends (its reader fell too far behind, or the process stops)
 
 
-Item = PostEvent | CountEvent | Control
+Item = PostEvent | CountEvent | UnreadCountEvent | Control
 
 
 @dataclass(eq=False)
@@ -303,7 +325,7 @@ class Listener:
     def stale(self) -> bool:
         return self.reload_queued or self.reloading
 
-    def offer(self, event: PostEvent | CountEvent) -> None:
+    def offer(self, event: PostEvent | CountEvent | UnreadCountEvent) -> None:
         if self.closed or (not self.stale and not self.subscription.wants(event)):
             return
         self._put(event)
@@ -342,6 +364,9 @@ class Hub:
         self.replied: set[int] = set()
         self.replied_event = asyncio.Event()
         self.counts_task: asyncio.Task[None] | None = None
+        # Users with open streams whose unread notification count may have changed (read in
+        # the same batches, woken by the same event).
+        self.unread_changed: set[int] = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -350,7 +375,7 @@ class Hub:
             self.task = loop.create_task(self.run())
         if self.counts_task is None or self.counts_task.done():
             self.replied_event = asyncio.Event()
-            if self.replied:
+            if self.replied or self.unread_changed:
                 self.replied_event.set()
             self.counts_task = loop.create_task(self.send_counts())
 
@@ -362,7 +387,14 @@ class Hub:
         for listener in self.listeners:
             listener.reload_filters()
 
-    def dispatch(self, event: PostEvent | FiltersChangedEvent | RepliesChangedEvent) -> None:
+    def dispatch(
+        self,
+        event: PostEvent | FiltersChangedEvent | RepliesChangedEvent | UnreadChangedEvent,
+    ) -> None:
+        if isinstance(event, UnreadChangedEvent):  # a notification, or notifications read
+            if event.user in self.per_user:  # only users with a stream open here
+                self.recount_unread([event.user])
+            return
         if isinstance(event, FiltersChangedEvent):  # a follow, unfollow, block, mute or undoing one
             for listener in self.listeners:
                 if listener.subscription.reader_id == event.reader:
@@ -383,12 +415,31 @@ class Hub:
         self.replied.add(post_id)
         self.replied_event.set()
 
+    def recount_unread(self, user_ids: "Sequence[int]") -> None:
+        """Queues these users' unread counts for the next batch that send_counts() reads."""
+        self.unread_changed.update(user_ids)
+        self.replied_event.set()
+
     async def send_counts(self) -> None:
         """Reads the reply counts of the posts that got replies, one query per batch, and offers
-        them to the open streams. One task, so counts go out in the order they were read."""
+        them to the open streams. One task, so counts go out in the order they were read. The
+        unread notification counts of the users queued go out the same way."""
         while True:  # for the life of the process
             await self.replied_event.wait()
             self.replied_event.clear()
+            user_ids, self.unread_changed = sorted(self.unread_changed), set()
+            if user_ids:
+                try:
+                    unread = await run_db(unread_counts, user_ids)
+                except Exception:
+                    logger.warning("stream: could not read unread counts", exc_info=True)
+                    unread = []
+                for unread_count in unread:
+                    for listener in list(self.listeners):
+                        if listener.subscription.reader_id == unread_count.user:
+                            listener.offer(unread_count)
+            if not self.replied:
+                continue
             post_ids, self.replied = sorted(self.replied), set()
             try:
                 counts = await run_db(reply_counts, post_ids)
@@ -423,6 +474,10 @@ class Hub:
                 self.ready.set()
             except Exception:
                 logger.warning("stream: poll failed", exc_info=True)
+            if self.per_user:
+                # SQLite sends no notifications: the connected users' counts are read each poll
+                # (one query; a stream sends only a count that changed).
+                self.recount_unread(list(self.per_user))
             await asyncio.sleep(interval)
 
     async def listen(self) -> None:
@@ -526,6 +581,10 @@ def _post_id(raw: str | None) -> int | None:
 
 def _frame(event: PostEvent, last_id: int) -> bytes:
     return f"id: {last_id}\nevent: post\ndata: {event.for_browser()}\n\n".encode()
+
+
+def _unread_frame(event: UnreadCountEvent) -> bytes:
+    return f"event: unread\ndata: {event.for_browser()}\n\n".encode()
 
 
 def _count_frame(event: CountEvent) -> bytes:
@@ -653,6 +712,9 @@ async def _stream(
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         last_id = since or 0
         sent_ids: deque[int] = deque(maxlen=RECENT_IDS)
+        # The last unread notification count the page has: first the one it was rendered with
+        # (read with the session's user, accounts.backends), then each sent; only changes go out.
+        unread_sent: int | None = getattr(subscription.reader, "unread_notifications", None)
         if since is not None:
             limit = int(_setting("STREAM_CATCH_UP_LIMIT", 200))
             missed = await run_db(catch_up, subscription, since, limit)
@@ -703,6 +765,11 @@ async def _stream(
                 continue
             if isinstance(item, CountEvent):
                 await _send_body(send, _count_frame(item))
+                continue
+            if isinstance(item, UnreadCountEvent):
+                if item.unread != unread_sent:
+                    unread_sent = item.unread
+                    await _send_body(send, _unread_frame(item))
                 continue
             if item.id in sent_ids:
                 continue

@@ -9,6 +9,9 @@ A filters event (`{"filters_of": id}`) tells the streaming process to reload tha
 filters (whom they hear, block, mute) before it judges the next event: it is sent after a
 follow, unfollow, block, unblock, mute or unmute by that reader (on SQLite the poll reloads
 them before each batch of new posts).
+An unread event (`{"unread_of": id}`) says that user's notifications changed (a new one, or they
+were read): the streaming process reads the user's unread count and sends it to their open
+streams, for the top bar (PostgreSQL; on SQLite the poll reads the counts of connected users).
 A replies event (`{"replies_of": id}`) says a post's reply count went down (a reply was deleted):
 the streaming process sends the new count as it does after a reply (PostgreSQL only).
 """
@@ -74,10 +77,31 @@ class RepliesChangedEvent:
     post: int
 
 
-def parse(payload: str) -> PostEvent | FiltersChangedEvent | RepliesChangedEvent | None:
+@dataclass(frozen=True, slots=True)
+class UnreadChangedEvent:
+    user: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadCountEvent:
+    """A user's unread notification count, read by the streaming process (one query per batch of
+    users), for the top bar of that user's open pages."""
+
+    user: int
+    unread: int
+
+    def for_browser(self) -> str:
+        return json.dumps({"unread": self.unread}, separators=(",", ":"))
+
+
+def parse(
+    payload: str,
+) -> PostEvent | FiltersChangedEvent | RepliesChangedEvent | UnreadChangedEvent | None:
     """An event from a NOTIFY payload; None for anything malformed (it is skipped)."""
     try:
         data: Any = json.loads(payload)
+        if "unread_of" in data:
+            return UnreadChangedEvent(user=int(data["unread_of"]))
         if "filters_of" in data:
             return FiltersChangedEvent(reader=int(data["filters_of"]))
         if "replies_of" in data:
@@ -119,4 +143,10 @@ def publish_reader_filters_changed_after_commit(*, reader_id: int) -> None:
     """`reader_id` followed, unfollowed, blocked, unblocked, muted or unmuted someone: their
     open streams reload whom they hear from before judging the next post."""
     payload = json.dumps({"filters_of": reader_id})
+    transaction.on_commit(lambda: _notify(payload))
+
+
+def publish_unread_changed_after_commit(*, user_id: int) -> None:
+    """`user_id` has a new notification, or read theirs: their open pages update the count."""
+    payload = json.dumps({"unread_of": user_id})
     transaction.on_commit(lambda: _notify(payload))

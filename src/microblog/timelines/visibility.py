@@ -30,9 +30,10 @@ block or a mute acts on the next page load and undoing one needs no backfill.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
@@ -257,3 +258,73 @@ def by_viewer_kind(
     if not viewer.is_authenticated:
         return visitors, ()
     return (staff if viewer.is_staff else users), (viewer.id,)
+
+
+# --- Notifications ----------------------------------------------------------------------------
+
+
+def silences(recipient: Any, actor: Any) -> Q:
+    """Whether `recipient` is not to be notified of `actor`'s acts: a block either way (so a
+    mention of an account that blocked the author notifies nobody), or a mute by the recipient.
+    Ids or OuterRef()s, so it joins any query as EXISTS probes of the primary keys."""
+    return (
+        Q(Exists(Block.objects.filter(blocker_id=recipient, blocked_id=actor)))
+        | Q(Exists(Block.objects.filter(blocker_id=actor, blocked_id=recipient)))
+        | Q(Exists(Mute.objects.filter(muter_id=recipient, muted_id=actor)))
+    )
+
+
+def notifies(*, recipient_id: int, actor_ids: "list[int]") -> set[int]:
+    """Of `actor_ids`, those whose acts may notify `recipient_id`: not the recipient, not
+    silenced (silences()). One query."""
+    candidates = {actor for actor in actor_ids if actor != recipient_id}
+    if not candidates:
+        return set()
+    return set(
+        User.objects.filter(id__in=candidates)
+        .exclude(silences(recipient_id, OuterRef("id")))
+        .values_list("id", flat=True)
+    )
+
+
+def notified_by(*, actor_id: int, recipient_ids: "list[int]") -> set[int]:
+    """Of `recipient_ids`, those an act of `actor_id` may notify (a post's reply and mentions:
+    one actor, several recipients). One query."""
+    candidates = {recipient for recipient in recipient_ids if recipient != actor_id}
+    if not candidates:
+        return set()
+    return set(
+        User.objects.filter(id__in=candidates)
+        .exclude(silences(OuterRef("id"), actor_id))
+        .values_list("id", flat=True)
+    )
+
+
+def notifications_for(recipient_id: int) -> Q:
+    """The notifications a user's page shows (on the notification model): nothing from an
+    account they block or mute (since it was written), nothing about a hidden post unless it is
+    their own (as in feeds: staff too), nothing about a deleted post's placeholder."""
+    return (
+        ~Q(actor_id__in=blocked_ids(recipient_id))
+        & ~Q(actor_id__in=muted_ids(recipient_id))
+        & (
+            Q(post__isnull=True)
+            | (Q(post__is_hidden=False) | Q(post__author_id=recipient_id))
+            & Q(post__is_deleted=False)
+        )
+    )
+
+
+def notification_shown_sql(notification: str) -> str:
+    """notifications_for() on a notification row aliased `notification` (the unread count)."""
+    n = notification
+    return f"""NOT EXISTS (
+              SELECT 1 FROM {BLOCKS} b
+              WHERE b.blocker_id = {n}.recipient_id AND b.blocked_id = {n}.actor_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {MUTES} m
+              WHERE m.muter_id = {n}.recipient_id AND m.muted_id = {n}.actor_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {POSTS} p
+              WHERE p.id = {n}.post_id AND (p.is_deleted
+                  OR (p.is_hidden AND (p.author_id IS NULL OR p.author_id <> {n}.recipient_id))))"""

@@ -36,7 +36,8 @@
   // (GET ?since=<newest shown>, the same page fragment as "Load more"). Threads: new direct
   // replies are appended when every reply is already shown (GET ?cursor=<last shown>&since=).
   // Both: a "count" event updates the "N replies" of the post it names wherever the page shows
-  // it ([data-replies-count]).
+  // it ([data-replies-count]). An "unread" event sets the top bar's notification count
+  // ([data-unread-count], hidden at zero).
   // The browser reconnects by itself after a network error and sends Last-Event-ID, from which
   // the server catches up; after an error answer (a proxy's 502 while the streaming process
   // restarts) it gives up, so liveStream opens a new stream from the newest event seen. An "end"
@@ -58,6 +59,16 @@
     });
   }
 
+  function applyUnread(data) {
+    var badge = document.querySelector("[data-unread-count]");
+    if (!badge) return;
+    var shown = data.unread > 99 ? "99+" : String(data.unread);
+    var label = badge.querySelector(".visually-hidden");
+    badge.textContent = shown;
+    if (label) badge.insertBefore(label, badge.firstChild);
+    badge.hidden = data.unread === 0;
+  }
+
   function liveStream(element, since, onPost) {
     var url = element.dataset.stream;
     var last = since;
@@ -74,6 +85,7 @@
         onPost(JSON.parse(event.data));
       });
       source.addEventListener("count", function (event) { applyCount(JSON.parse(event.data)); });
+      source.addEventListener("unread", function (event) { applyUnread(JSON.parse(event.data)); });
       source.addEventListener("end", function () {
         source.close();
         element.dataset.streamState = "ended";

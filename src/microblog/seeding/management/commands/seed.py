@@ -86,6 +86,8 @@ class Command(BaseCommand):
                     f"  follows        {summary.follows:>12,}",
                     f"  posts          {summary.posts:>12,}  ({summary.replies:,} replies)",
                     f"  hashtags       {summary.post_tags:>12,}  (on posts; {summary.tags:,} tags)",
+                    f"  mentions       {summary.mentions:>12,}  "
+                    f"({summary.notifications:,} reply and mention notifications)",
                     f"  feed entries   {summary.feed_entries:>12,}  ({summary.capped_feeds:,} "
                     f"feeds capped at {settings.FEED_MAX_ENTRIES})",
                     f"  most followed  {top}",
