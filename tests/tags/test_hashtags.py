@@ -88,3 +88,31 @@ def test_a_card_links_exactly_the_tags_stored_for_its_text(text: str) -> None:
     html = str(linkify(text))
     linked = [unquote(m) for m in re.findall(r'class="hashtag" href="/tags/([^"]+)"', html)]
     assert list(dict.fromkeys(linked)) == hashtags(text)
+
+
+def test_a_card_links_both_the_tags_and_the_stored_mentions_of_one_text() -> None:
+    """The two rules share one pass over the text (core.jinja.link_words): a post with an
+    address, a tag and a mention links each once, in place, and loses no character."""
+    html = str(
+        linkify("@bob likes #Python, see https://example.org/#x and @carol#tag #a@bob", "bob")
+    )
+    assert html.startswith('<a class="mention" href="/@bob">@bob</a> likes ')
+    assert '<a class="hashtag" href="/tags/python">#Python</a>,' in html
+    assert 'href="https://example.org/#x"' in html
+    assert "@carol" in html and "/@carol" not in html  # not a stored mention
+    assert html.count('class="mention"') == 1  # "#a@bob": the tag a, and no mention inside it
+    assert html.count('class="hashtag"') == 2  # "@carol#tag" holds no tag
+    assert re.sub(r"<[^>]+>", "", html).replace("example.org/#x", "") == (
+        "@bob likes #Python, see  and @carol#tag #a@bob"
+    )
+
+
+@given(TEXT)
+def test_linking_tags_and_mentions_keeps_every_character(text: str) -> None:
+    """Whatever the text, the card shows it all (escaped), whatever is linked."""
+    from html import unescape
+
+    html = str(linkify(text, "a Z"))
+    shown = unescape(re.sub(r"<[^>]+>", "", html))
+    if "://" not in text:  # addresses are shown shortened
+        assert shown == text
