@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "microblog.follows",
     "microblog.timelines",
     "microblog.moderation",
+    "microblog.interactions",
     "microblog.ops",
     "microblog.seeding",
     "django_tasks_db",
