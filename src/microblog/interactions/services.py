@@ -27,6 +27,7 @@ POST_MISSING = "This post doesn't exist, or you can't see it."
 POST_DELETED = "This post was deleted."
 LIKE_BLOCKED = "You can't like this post: its author has blocked you."
 REPOST_BLOCKED = "You can't repost this post: its author has blocked you."
+REPOST_ORPHAN = "This post's author deleted their account: it can't be reposted."
 REPOST_REPLY = "Replies can't be reposted; you can repost the post that started the thread."
 
 LIKES = Like._meta.db_table
@@ -103,15 +104,18 @@ def like_delete(*, user: User, post_id: int) -> bool:
 
 def repost_create(*, user: User, post_id: int) -> bool:
     """Reposts a top-level post into the user's followers' For You (and the user's own);
-    True if it was not reposted yet. Raises like like_create, and Invalid for a reply."""
+    True if it was not reposted yet. Raises like like_create, and Invalid for a reply or a
+    post whose author deleted their account."""
     with transaction.atomic():
         post = _lock_interactable(user=user, post_id=post_id, blocked_message=REPOST_BLOCKED)
         if post.parent_id is not None:
             raise Invalid(REPOST_REPLY, code="repost_reply")
+        if post.author_id is None:
+            # Feeds drop a deleted account's posts (timelines.fanout.remove_author).
+            raise Invalid(REPOST_ORPHAN, code="repost_orphan")
         if not _insert_once(REPOSTS, user_id=user.id, post_id=post_id):
             return False
         Post.objects.filter(id=post_id).update(reposts_count=F("reposts_count") + 1)
-        assert post.author_id is not None  # a post that is not a placeholder has an author
         # The reposter's own feed in this transaction (like an own post); followers' feeds by
         # the fan-out job, which commits with the repost (celebrities' reposts are merged at
         # read time instead: the job does nothing for them).
