@@ -46,7 +46,8 @@ def _act(request: AuthedHttpRequest, post_id: int, verb: str, action: Action) ->
         changed = False
     if request.headers.get("HX-Request"):
         post = Post.objects.filter(id=post_id).first()
-        if post is None:
+        # Nothing of a post the reader may not see (its counts) goes back to them.
+        if post is None or post.is_deleted or not can_see(request.user, post):
             return render(request, "interactions/_gone.html", {"error": error})
         state = selectors.state_for(request.user, [post.id])
         context = {"post": post, "interactions": state, "error": error}
