@@ -126,3 +126,23 @@ def test_refuses_a_non_empty_database_without_reset(seeded):
 def test_refuses_impossible_counts(db):
     with pytest.raises(CommandError, match="at most"):
         call_command("seed", users=5, follows=100, posts=1, stderr=io.StringIO())
+
+
+def test_likes_and_reposts_at_their_rates_skewed_and_after_their_posts(seeded):
+    from django.db.models import Count
+
+    from microblog.interactions.models import Like, Repost
+    from microblog.timelines.models import RepostEntry
+
+    posts = Post.objects.count()
+    likes, reposts = Like.objects.count(), Repost.objects.count()
+    # Duplicates (same user, same post) are dropped, so a little under the rate.
+    assert 0.8 * 3.0 * posts <= likes <= 3.0 * posts
+    assert 0.8 * 0.3 * 600 <= reposts <= 0.3 * 600
+    assert not Repost.objects.filter(post__parent__isnull=False).exists()  # top-level only
+    most = Like.objects.values("post_id").annotate(n=Count("*")).order_by("-n").first()
+    assert most is not None and most["n"] >= 10 * likes / posts  # a few posts collect many
+    for like in Like.objects.select_related("post")[:50]:
+        assert like.created_at > like.post.created_at
+    assert RepostEntry.objects.exists()
+    assert "likes" in seeded and "reposts" in seeded

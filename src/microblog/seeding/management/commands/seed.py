@@ -85,8 +85,11 @@ class Command(BaseCommand):
                     f"{settings.FANOUT_CELEBRITY_FOLLOWERS:,} followers)",
                     f"  follows        {summary.follows:>12,}",
                     f"  posts          {summary.posts:>12,}  ({summary.replies:,} replies)",
+                    f"  likes          {summary.likes:>12,}",
+                    f"  reposts        {summary.reposts:>12,}",
                     f"  feed entries   {summary.feed_entries:>12,}  ({summary.capped_feeds:,} "
                     f"feeds capped at {settings.FEED_MAX_ENTRIES})",
+                    f"  repost entries {summary.repost_entries:>12,}",
                     f"  most followed  {top}",
                     f'  password       "{seeder.SEED_PASSWORD}" for every seeded user',
                 ]
