@@ -31,6 +31,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reply-share", type=float, help="Share of all posts that are replies (0.3)."
         )
+        parser.add_argument(
+            "--likes-per-post", type=float, help="Likes per post, on average (3.0; 0 for none)."
+        )
+        parser.add_argument(
+            "--reposts-per-post",
+            type=float,
+            help="Reposts per top-level post, on average (0.3; 0 for none).",
+        )
         parser.add_argument("--random-seed", type=int, default=1)
         parser.add_argument(
             "--reset", action="store_true", help="Empty the app's tables first (destroys data)."
@@ -46,6 +54,8 @@ class Command(BaseCommand):
             posts=options["posts"],
             top_followers=options["top_followers"],
             reply_share=options["reply_share"],
+            likes_per_post=options["likes_per_post"],
+            reposts_per_post=options["reposts_per_post"],
             random_seed=options["random_seed"],
         )
         if options["users"] and not options["preset"]:
