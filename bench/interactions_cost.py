@@ -141,7 +141,9 @@ def worker(args: argparse.Namespace) -> None:
         status, _ = call("/", cookies[n % len(cookies)])
         assert status.startswith("200"), status
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    print(json.dumps({"wall_ms": 1000 * wall / args.requests, "cpu_ms": 1000 * cpu / args.requests}))
+    print(
+        json.dumps({"wall_ms": 1000 * wall / args.requests, "cpu_ms": 1000 * cpu / args.requests})
+    )
 
 
 def likes(call, cookies: list[str], count: int) -> None:  # type: ignore[no-untyped-def]
@@ -218,7 +220,10 @@ def main() -> None:
     print(f"readers: {readers}", file=sys.stderr)
     if args.likes:
         label, tree, url = configs[-1]
-        print(run(tree, url, "--worker", "--likes", str(args.likes), "--readers-json", readers), end="")
+        print(
+            run(tree, url, "--worker", "--likes", str(args.likes), "--readers-json", readers),
+            end="",
+        )
         return
     results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in configs}
     for round_number in range(args.rounds):

@@ -4,6 +4,7 @@ post at once (and each likes twice); the post's counts must equal its rows exact
 from collections.abc import Callable
 
 import pytest
+
 from microblog.accounts.models import User
 from microblog.interactions.models import Like, Repost
 from microblog.interactions.services import like_create, like_delete, repost_create

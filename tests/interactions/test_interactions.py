@@ -124,9 +124,7 @@ def test_the_author_who_blocks_you_refuses_your_like_and_repost(
     assert counts(post) == (0, 0)
 
 
-def test_replies_can_be_liked_but_not_reposted(
-    alice: User, bob: User, make_post: MakePost
-) -> None:
+def test_replies_can_be_liked_but_not_reposted(alice: User, bob: User, make_post: MakePost) -> None:
     reply = make_post(bob, "a reply", parent=make_post(alice))
     assert like_create(user=alice, post_id=reply.id) is True
     with pytest.raises(Invalid, match="Replies can't be reposted"):
@@ -306,7 +304,10 @@ def test_a_hidden_post_is_not_found_for_others(
 
 
 def test_visitors_are_sent_to_log_in_and_get_is_refused(
-    client: Client, alice: User, bob: User, make_post: MakePost,
+    client: Client,
+    alice: User,
+    bob: User,
+    make_post: MakePost,
     client_for: Callable[[User], Client],
 ) -> None:
     post = make_post(bob)

@@ -1,7 +1,8 @@
 """The fan-out's proof of correctness: random histories, checked against the pull query.
 
 A hypothesis state machine signs users up, posts, replies, follows, unfollows, deletes posts and
-accounts, likes and unlikes, reposts and undoes reposts, lets readers go inactive (time passes: last_seen_at moves 31 days back) and come back,
+accounts, likes and unlikes, reposts and undoes reposts,
+lets readers go inactive (time passes: last_seen_at moves 31 days back) and come back,
 moves authors across a tiny celebrity threshold both ways, trims feeds to a tiny cap so the
 horizon and the pull fallback are exercised, blocks, mutes, reports posts (a tiny number of
 reports hides one) and has staff hide, restore or dismiss them. Jobs go to the real database
@@ -254,7 +255,9 @@ class FeedMachine(RuleBasedStateMachine):
 
     # --- Likes and reposts -----------------------------------------------------------------
 
-    def expect_refusal(self, user: User, post_id: int, *, repost: bool) -> type[ServiceError] | None:
+    def expect_refusal(
+        self, user: User, post_id: int, *, repost: bool
+    ) -> type[ServiceError] | None:
         """What like_create / repost_create must raise for this user and post, if anything."""
         post = Post.objects.filter(id=post_id).first()
         if post is None or not visibility.can_see(user, post):

@@ -155,9 +155,9 @@ def user_gone(*, user_id: int) -> None:
     """For accounts.services.user_erase, in its transaction, after the account's row is locked
     (user rows before posts): the posts this account liked or reposted count one less, and its
     reposts leave every feed; the rows themselves go by the database's cascade."""
-    Post.objects.filter(
-        id__in=Like.objects.filter(user_id=user_id).values("post_id")
-    ).update(likes_count=F("likes_count") - 1)
+    Post.objects.filter(id__in=Like.objects.filter(user_id=user_id).values("post_id")).update(
+        likes_count=F("likes_count") - 1
+    )
     reposted = Repost.objects.filter(user_id=user_id).values("post_id")
     Post.objects.filter(id__in=reposted).update(reposts_count=F("reposts_count") - 1)
     fanout.remove_reposter(user_id)

@@ -112,4 +112,3 @@ def likes(request: AuthedHttpRequest, username: str) -> HttpResponse:
         response = render(request, "interactions/likes.html", context)
     response["Vary"] = "HX-Request, Cookie"
     return response
-

@@ -79,7 +79,10 @@ def reconcile(*, fix: bool) -> Report:
         if fix:
             Post.objects.filter(id=post_id).update(replies_count=actual)
     # Likes and reposts: only posts that have some, or claim some, can drift.
-    for counter, rows in (("likes_count", Like.objects.all()), ("reposts_count", Repost.objects.all())):
+    for counter, rows in (
+        ("likes_count", Like.objects.all()),
+        ("reposts_count", Repost.objects.all()),
+    ):
         suspects = Post.objects.filter(
             Q(**{f"{counter}__gt": 0}) | Q(id__in=rows.values("post_id"))
         )

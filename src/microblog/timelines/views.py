@@ -30,9 +30,7 @@ def render_feed(
     context = {"page": page, **(context or {})}
     if request.user.is_authenticated:
         ids = [post.id for post in page.items]
-        context["interactions"] = interactions.state_for(
-            request.user, ids, reposters=reposted_by
-        )
+        context["interactions"] = interactions.state_for(request.user, ids, reposters=reposted_by)
     if request.headers.get("HX-Request"):
         response = render(request, "timelines/_page.html", context)
     else:
