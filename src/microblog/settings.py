@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "microblog.tags",
     "microblog.search",
     "microblog.notifications",
+    "microblog.interactions",
     "microblog.ops",
     "microblog.seeding",
     "django_tasks_db",

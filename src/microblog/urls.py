@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from microblog.accounts import views as accounts
 from microblog.core import views as core
 from microblog.core.ids import ID_PATTERN, parse_id
+from microblog.interactions import views as interactions
 from microblog.moderation import views as moderation
 from microblog.notifications import views as notifications
 from microblog.ops import dashboard, health, metrics
@@ -62,9 +63,15 @@ urlpatterns = [
     path("tags", tags.trending, name="trending"),
     path("tags/<str:name>", tags.tag, name="tag"),
     path("search", search.search, name="search"),
+    path("posts/<post_id:post_id>/like", interactions.like, name="post_like"),
+    path("posts/<post_id:post_id>/unlike", interactions.unlike, name="post_unlike"),
+    path("posts/<post_id:post_id>/repost", interactions.repost, name="post_repost"),
+    path("posts/<post_id:post_id>/unrepost", interactions.unrepost, name="post_unrepost"),
+    path("posts/<post_id:post_id>/likes", interactions.liked_by, name="post_liked_by"),
     path(f"@{USERNAME}", accounts.profile, name="profile"),
     path(f"@{USERNAME}/followers", accounts.followers, name="followers"),
     path(f"@{USERNAME}/following", accounts.following, name="following_list"),
+    path(f"@{USERNAME}/likes", interactions.likes, name="likes"),
     path(f"@{USERNAME}/follow", accounts.follow, name="follow"),
     path(f"@{USERNAME}/unfollow", accounts.unfollow, name="unfollow"),
     path(f"@{USERNAME}/block", moderation.block, name="block"),

@@ -156,6 +156,8 @@ def test_seeded_hashtags_are_stored_as_post_create_stores_them(seeded):
     word = next(iter(uses))
     found = search.posts(parse(word), AnonymousUser())
     assert found.items and all(word in p.content.lower() for p in found.items)
+
+
 def test_mentions_and_their_notifications_are_what_post_create_writes(seeded):
     """Seeded mentions are stored as post_create stores them, and the notifications are those
     post_create writes: a reply tells its parent's author, a mention the others, never oneself."""
@@ -187,3 +189,23 @@ def test_mentions_and_their_notifications_are_what_post_create_writes(seeded):
         author=User.objects.exclude(id=post.author_id).first(), content="hi", parent_id=post.id
     )
     assert Notification.objects.filter(post=reply).exists()
+
+
+def test_likes_and_reposts_at_their_rates_skewed_and_after_their_posts(seeded):
+    from django.db.models import Count
+
+    from microblog.interactions.models import Like, Repost
+    from microblog.timelines.models import RepostEntry
+
+    posts = Post.objects.count()
+    likes, reposts = Like.objects.count(), Repost.objects.count()
+    # Duplicates (same user, same post) are dropped, so a little under the rate.
+    assert 0.8 * 3.0 * posts <= likes <= 3.0 * posts
+    assert 0.8 * 0.3 * 600 <= reposts <= 0.3 * 600
+    assert not Repost.objects.filter(post__parent__isnull=False).exists()  # top-level only
+    most = Like.objects.values("post_id").annotate(n=Count("*")).order_by("-n").first()
+    assert most is not None and most["n"] >= 10 * likes / posts  # a few posts collect many
+    for like in Like.objects.select_related("post")[:50]:
+        assert like.created_at > like.post.created_at
+    assert RepostEntry.objects.exists()
+    assert "likes" in seeded and "reposts" in seeded

@@ -1,7 +1,8 @@
 """The fan-out's proof of correctness: random histories, checked against the pull query.
 
 A hypothesis state machine signs users up, posts, replies, follows, unfollows, deletes posts and
-accounts, lets readers go inactive (time passes: last_seen_at moves 31 days back) and come back,
+accounts, likes and unlikes, reposts and undoes reposts,
+lets readers go inactive (time passes: last_seen_at moves 31 days back) and come back,
 moves authors across a tiny celebrity threshold both ways, trims feeds to a tiny cap so the
 horizon and the pull fallback are exercised, blocks, mutes, reports posts (a tiny number of
 reports hides one) and has staff hide, restore or dismiss them. Jobs go to the real database
@@ -41,10 +42,12 @@ from hypothesis.stateful import (
 from microblog import jobs
 from microblog.accounts.models import User
 from microblog.accounts.services import user_create, user_delete, user_erase, user_mark_seen
-from microblog.core.errors import NotAllowed, NotFound, ServiceError
+from microblog.core.errors import Invalid, NotAllowed, NotFound, ServiceError
 from microblog.core.pagination import Page
 from microblog.follows.models import Follow
 from microblog.follows.services import follow_create, follow_delete
+from microblog.interactions.models import Like, Repost
+from microblog.interactions.services import like_create, like_delete, repost_create, repost_delete
 from microblog.moderation.models import Block, Mute, Reason, Report
 from microblog.moderation.services import (
     block_create,
@@ -60,8 +63,8 @@ from microblog.posts.models import Post
 from microblog.posts.services import post_create, post_delete
 from microblog.stream.app import Subscription, catch_up, load_filters
 from microblog.stream.events import CountEvent, PostEvent
-from microblog.timelines import fanout, selectors
-from microblog.timelines.models import FeedEntry
+from microblog.timelines import fanout, selectors, visibility
+from microblog.timelines.models import FeedEntry, RepostEntry
 from tests.conftest import PASSWORD
 from tests.feeds import feed_ids, pull_ids
 
@@ -98,6 +101,9 @@ def clear_tables() -> None:
     Block.objects.all().delete()
     Mute.objects.all().delete()
     FeedEntry.objects.all().delete()
+    RepostEntry.objects.all().delete()
+    Like.objects.all().delete()
+    Repost.objects.all().delete()
     Follow.objects.all().delete()
     Post.objects.all().delete()
     User.objects.all().delete()
@@ -119,6 +125,8 @@ class FeedMachine(RuleBasedStateMachine):
         # Every post ever made: id -> (author id or None, parent id), and which still exist.
         self.posts: dict[int, tuple[int | None, int | None]] = {}
         self.live_posts: set[int] = set()
+        self.likes: set[tuple[int, int]] = set()  # (user, post)
+        self.reposts: set[tuple[int, int]] = set()  # (reposter, post)
         # Whether every is_celebrity flag matches the current threshold (false between a
         # threshold change and the reconcile that follows it).
         self.flags_exact = True
@@ -174,6 +182,8 @@ class FeedMachine(RuleBasedStateMachine):
         self.follows = {f for f in self.follows if user_id not in f}
         self.blocks = {b for b in self.blocks if user_id not in b}
         self.mutes = {m for m in self.mutes if user_id not in m}
+        self.likes = {like for like in self.likes if like[0] != user_id}
+        self.reposts = {repost for repost in self.reposts if repost[0] != user_id}
         for post_id, (author_id, parent_id) in self.posts.items():
             if author_id == user_id:
                 self.posts[post_id] = (None, parent_id)
@@ -239,6 +249,70 @@ class FeedMachine(RuleBasedStateMachine):
         stale = Post(id=post_id, author_id=author_id, parent_id=parent_id)
         post_delete(post=stale, actor=User.objects.get(id=author_id))
         self.live_posts.discard(post_id)
+        # Removed, or a placeholder: its likes and reposts go either way.
+        self.likes = {like for like in self.likes if like[1] != post_id}
+        self.reposts = {repost for repost in self.reposts if repost[1] != post_id}
+
+    # --- Likes and reposts -----------------------------------------------------------------
+
+    def expect_refusal(
+        self, user: User, post_id: int, *, repost: bool
+    ) -> type[ServiceError] | None:
+        """What like_create / repost_create must raise for this user and post, if anything."""
+        post = Post.objects.filter(id=post_id).first()
+        if post is None or not visibility.can_see(user, post):
+            return NotFound
+        if post.is_deleted:
+            return Invalid
+        if (post.author_id, user.id) in self.blocks:
+            return NotAllowed
+        if repost and (post.parent_id is not None or post.author_id is None):
+            return Invalid
+        return None
+
+    @precondition(lambda self: self.users and self.posts)
+    @rule(i=index, j=index, undo=st.booleans(), twice=st.booleans())
+    def like(self, i: int, j: int, undo: bool, twice: bool) -> None:
+        """A like or an unlike (of any post ever made), sometimes twice (a double click)."""
+        user = User.objects.get(id=self.pick(i))
+        post_id = sorted(self.posts)[j % len(self.posts)]
+        pair = (user.id, post_id)
+        if undo:
+            assert like_delete(user=user, post_id=post_id) == (pair in self.likes)
+            self.likes.discard(pair)
+            return
+        refusal = self.expect_refusal(user, post_id, repost=False)
+        if refusal is not None:
+            with pytest.raises(refusal):
+                like_create(user=user, post_id=post_id)
+            return
+        assert like_create(user=user, post_id=post_id) == (pair not in self.likes)
+        if twice:
+            assert like_create(user=user, post_id=post_id) is False
+        self.likes.add(pair)
+
+    @precondition(lambda self: self.users and self.posts)
+    @rule(i=index, j=index, undo=st.booleans(), twice=st.booleans())
+    def repost(self, i: int, j: int, undo: bool, twice: bool) -> None:
+        """A repost or its undo (of any post ever made), sometimes twice."""
+        user = User.objects.get(id=self.pick(i))
+        post_id = sorted(self.posts)[j % len(self.posts)]
+        pair = (user.id, post_id)
+        if undo:
+            assert repost_delete(user=user, post_id=post_id) == (pair in self.reposts)
+            if twice:
+                assert repost_delete(user=user, post_id=post_id) is False
+            self.reposts.discard(pair)
+            return
+        refusal = self.expect_refusal(user, post_id, repost=True)
+        if refusal is not None:
+            with pytest.raises(refusal):
+                repost_create(user=user, post_id=post_id)
+            return
+        assert repost_create(user=user, post_id=post_id) == (pair not in self.reposts)
+        if twice:
+            assert repost_create(user=user, post_id=post_id) is False
+        self.reposts.add(pair)
 
     # --- Follows ---------------------------------------------------------------------------
 
@@ -388,6 +462,12 @@ class FeedMachine(RuleBasedStateMachine):
             post_id__in=self.live_posts
         )
         assert not orphans.exists(), list(orphans.values_list("user_id", "post_id"))
+        repost_orphans = (
+            RepostEntry.objects.exclude(user_id__in=self.users)
+            | RepostEntry.objects.exclude(post_id__in=self.live_posts)
+            | RepostEntry.objects.exclude(reposter_id__in=self.users)
+        )
+        assert not repost_orphans.exists(), list(repost_orphans.values_list("pk"))
         cutoff = fanout.active_cutoff()
         celebrities = set(User.objects.filter(is_celebrity=True).values_list("id", flat=True))
         for user in User.objects.order_by("id"):
@@ -418,6 +498,32 @@ class FeedMachine(RuleBasedStateMachine):
                     )
                 }
                 assert required <= entries, (user, required - entries)
+            # Stored reposts: only reposts by the reader or an account they follow of live
+            # top-level posts with an author; for an active reader, every such repost at or
+            # above the horizon except those of followed celebrities (merged at read time).
+            repost_entries = set(
+                RepostEntry.objects.filter(user_id=user.id).values_list("post_id", "reposter_id")
+            )
+            repostable = set(
+                Post.objects.filter(
+                    parent=None, is_deleted=False, author__isnull=False
+                ).values_list("id", flat=True)
+            )
+            repost_members = {
+                (post_id, reposter)
+                for reposter, post_id in self.reposts
+                if reposter in followed and post_id in repostable
+            }
+            assert repost_entries <= repost_members, (user, repost_entries - repost_members)
+            if user.last_seen_at is not None and user.last_seen_at >= cutoff:
+                required_reposts = {
+                    (post_id, reposter)
+                    for post_id, reposter in repost_members
+                    if post_id >= user.feed_horizon
+                    and (reposter == user.id or reposter not in celebrities)
+                }
+                missing = required_reposts - repost_entries
+                assert not missing, (user, missing)
 
     # --- Invariants after every step -------------------------------------------------------
 
@@ -432,6 +538,8 @@ class FeedMachine(RuleBasedStateMachine):
         assert placeholders == self.placeholders()
         assert set(Block.objects.values_list("blocker_id", "blocked_id")) == self.blocks
         assert set(Mute.objects.values_list("muter_id", "muted_id")) == self.mutes
+        assert set(Like.objects.values_list("user_id", "post_id")) == self.likes
+        assert set(Repost.objects.values_list("user_id", "post_id")) == self.reposts
 
     def placeholders(self) -> set[int]:
         """Deleted posts that stay as placeholders: those with a reply still there (a live post
@@ -473,17 +581,26 @@ class FeedMachine(RuleBasedStateMachine):
                     continue  # the stream does not open (404), as the page does not
                 replies = page_by_page(lambda c, p=post, r=reader: first_level(p, r, c))
                 pages.append((Subscription(reader, "thread", thread_id), replies))
+            # For You's live filter judges a post by its author: a post there only through a
+            # repost is not announced live (nor its reply count); the catch-up, which reads
+            # the page's query, has it.
+            authored = set(
+                Post.objects.filter(visibility.for_you_authored(reader), parent=None).values_list(
+                    "id", flat=True
+                )
+            )
             for subscription, page in pages:
                 load_filters(subscription)
                 shown = set(page)
+                live = shown & authored if subscription.feed == "for_you" else shown
                 where = (reader.id, subscription.feed, subscription.thread_id)
                 for post_id, author, parent, hidden in posts:
                     count = CountEvent(post_id, 1, author, parent, hidden)
                     if post_id != subscription.thread_id:
-                        assert subscription.wants(count) == (post_id in shown), (where, post_id)
+                        assert subscription.wants(count) == (post_id in live), (where, post_id)
                     if not hidden:  # a new post's event (posts are never hidden when new)
                         event = PostEvent(post_id, author, parent)
-                        assert subscription.wants(event) == (post_id in shown), (where, post_id)
+                        assert subscription.wants(event) == (post_id in live), (where, post_id)
                 caught = [event.id for event in catch_up(subscription, 0, 10_000)]
                 assert caught == sorted(shown), (where, caught, page)
 
@@ -520,6 +637,13 @@ class FeedMachine(RuleBasedStateMachine):
         )
         for post_id, count in Post.objects.values_list("id", "replies_count"):
             assert count == replies.get(post_id, 0), (post_id, count)
+        likes = dict(Like.objects.values_list("post_id").annotate(n=Count("*")).order_by())
+        reposts = dict(Repost.objects.values_list("post_id").annotate(n=Count("*")).order_by())
+        for post_id, liked, reposted in Post.objects.values_list(
+            "id", "likes_count", "reposts_count"
+        ):
+            assert liked == likes.get(post_id, 0), (post_id, liked)
+            assert reposted == reposts.get(post_id, 0), (post_id, reposted)
 
 
 @pytest.fixture

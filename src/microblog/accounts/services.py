@@ -15,6 +15,7 @@ from microblog.core.errors import Conflict, Invalid, NotAllowed
 from microblog.core.ids import MAX_ID
 from microblog.core.text import clean_text
 from microblog.follows.models import Follow
+from microblog.interactions import services as interactions
 from microblog.timelines import fanout
 
 USERNAME_TAKEN = "That username is taken."
@@ -118,6 +119,8 @@ def user_erase(*, user: User) -> None:
         # no chunk starting later finds a follower; then the author's posts leave every feed.
         Follow.objects.filter(follower_id=user.id).delete()
         Follow.objects.filter(followed_id=user.id).delete()
+        # The posts this account liked or reposted count one less; its reposts leave feeds.
+        interactions.user_gone(user_id=user.id)
         fanout.remove_author(user)
         fanout.remove_reader(user)
         user.delete()

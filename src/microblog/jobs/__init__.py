@@ -130,6 +130,14 @@ def fan_out_post(post_id: int) -> int:
 
 
 @job(FANOUT)
+def fan_out_repost(post_id: int, reposter_id: int) -> int:
+    """A repost into the reposter's active followers' feeds (interactions.services)."""
+    from microblog.timelines import fanout
+
+    return fanout.fan_out_repost(post_id, reposter_id, checkpoint=checkpoint)
+
+
+@job(FANOUT)
 def backfill_author(author_id: int) -> int:
     from microblog.timelines import fanout
 

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
+from microblog.interactions.models import Like, Repost
 from microblog.moderation.models import Report as ModerationReport
 from microblog.posts.models import Post
 
@@ -77,6 +78,24 @@ def reconcile(*, fix: bool) -> Report:
         report.drifts.append(Drift("post.replies_count", post_id, stored, actual))
         if fix:
             Post.objects.filter(id=post_id).update(replies_count=actual)
+    # Likes and reposts: only posts that have some, or claim some, can drift.
+    for counter, rows in (
+        ("likes_count", Like.objects.all()),
+        ("reposts_count", Repost.objects.all()),
+    ):
+        suspects = Post.objects.filter(
+            Q(**{f"{counter}__gt": 0}) | Q(id__in=rows.values("post_id"))
+        )
+        wrong_posts = (
+            suspects.annotate(actual=_count(rows, "post_id"))
+            .exclude(**{counter: F("actual")})
+            .order_by("id")
+            .values_list("id", counter, "actual")
+        )
+        for post_id, stored, actual in wrong_posts.iterator():
+            report.drifts.append(Drift(f"post.{counter}", post_id, stored, actual))
+            if fix:
+                Post.objects.filter(id=post_id).update(**{counter: actual})
     # Open reports: only posts that have reports, or claim some, can drift.
     open_reports = ModerationReport.objects.filter(resolved_at=None)
     suspects = Post.objects.filter(Q(open_reports__gt=0) | Q(id__in=open_reports.values("post_id")))

@@ -29,6 +29,11 @@ class Post(models.Model):
         db_index=False,  # covered by posts_parent_id_idx
     )
     replies_count = models.PositiveIntegerField(default=0)
+    # Exact counts of the post's likes and reposts (microblog.interactions), changed in the
+    # transaction that adds or removes one. Database defaults, so the seeder's COPY need not
+    # name them.
+    likes_count = models.PositiveIntegerField(default=0, db_default=0)
+    reposts_count = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField()
     # Moderation (microblog.moderation): a hidden post is shown only to its author and staff.
     # It is hidden by staff, or automatically once `open_reports` (reports not yet reviewed)

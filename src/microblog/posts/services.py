@@ -12,6 +12,7 @@ from microblog.accounts.models import User
 from microblog.core.errors import NotAllowed, NotFound
 from microblog.core.ids import new_id
 from microblog.core.text import clean_text, mentioned_usernames
+from microblog.interactions import services as interactions
 from microblog.moderation.models import Report
 from microblog.moderation.selectors import blocks_replies
 from microblog.notifications import services as notifications
@@ -164,9 +165,11 @@ def post_delete(*, post: Post, actor: User) -> None:
                 is_hidden=False,
                 open_reports=0,
             )
-            # What a removal would have cascaded to (the audit log keeps its own copy).
+            # What a removal would have cascaded to (the audit log keeps its own copy), and
+            # its likes and reposts (a placeholder shows neither).
             Report.objects.filter(post_id=post.id).delete()
             Mention.objects.filter(post_id=post.id).delete()
+            interactions.post_gone(post_id=post.id)
         else:
             Post.objects.filter(id=post.id).delete()
             _reply_removed(post.parent_id)

@@ -11,6 +11,7 @@ from microblog.core.errors import ServiceError, add_to_form
 from microblog.core.http import safe_next
 from microblog.core.ids import parse_id
 from microblog.core.pagination import parse_cursor
+from microblog.interactions import selectors as interactions
 from microblog.moderation.selectors import can_see
 from microblog.posts import selectors, services
 from microblog.posts.forms import PostForm
@@ -88,6 +89,8 @@ def detail(request: HttpRequest, post_id: int) -> HttpResponse:
         "thread": thread,
         "post": post,
         "withheld": selectors.withheld_reason(post, request.user),
+        # The reader's likes and reposts of every post on the page: one query.
+        "interactions": interactions.state_for(request.user, _thread_post_ids(thread)),
     }
     if request.headers.get("HX-Request") and cursor is not None:
         return render(request, "posts/_replies_page.html", context)
@@ -100,6 +103,16 @@ def detail(request: HttpRequest, post_id: int) -> HttpResponse:
             context["form"] = PostForm(initial={"parent_id": post.id})
         context["stream_url"] = settings.STREAM_PUBLIC_URL  # new replies appear live
     return render(request, "posts/detail.html", context)
+
+
+def _thread_post_ids(thread: selectors.Thread) -> list[int]:
+    ids = [thread.post.id, *(ancestor.id for ancestor in thread.ancestors)]
+    nodes = list(thread.replies.items)
+    while nodes:
+        node = nodes.pop()
+        ids.append(node.post.id)
+        nodes.extend(node.children)
+    return ids
 
 
 @login_required

@@ -17,10 +17,14 @@ What it builds, deterministically from one random seed (times are relative to th
   (`tags_tag`, `tags_posttag` in post order, names from core.text.hashtags), the search index
   filled (PostgreSQL: the GIN index rebuilt with the posts' other indexes; SQLite: the FTS5
   table's triggers), and the trending list computed once at the end;
+- likes (`likes_per_post` per post, replies included) and reposts (`reposts_per_post` per
+  top-level post), concentrated on popular posts, each some time after its post, with ids made
+  from their times and written in id order as the app writes them; one per (user, post);
 - exact counters, `is_celebrity` above FANOUT_CELEBRITY_FOLLOWERS, and the stored feeds the
   fan-out would have written (timelines.fanout): every active reader gets the newest
   FEED_MAX_ENTRIES of their own and their followed non-celebrity authors' top-level posts, with
   `feed_horizon` at the oldest kept entry when the cap cut the feed; inactive readers get none;
+  likewise their followed non-celebrities' (and their own) reposts (RepostEntry);
 - mentions: a reply often opens with `@<parent's author>` (40%), and MENTION_SHARE of top-level
   posts mention an account drawn by popularity; each is stored as post_create stores it
   (`mention_names`, Mention rows), with the notifications post_create writes (a reply to its
@@ -55,6 +59,7 @@ from microblog.accounts.models import User
 from microblog.core.ids import EPOCH_MS, LOW_BITS
 from microblog.core.text import hashtags
 from microblog.follows.models import Follow
+from microblog.interactions.models import Like, Repost
 from microblog.notifications.models import (
     Kind,
     Notification,
@@ -63,7 +68,7 @@ from microblog.notifications.models import (
 )
 from microblog.posts.models import CONTENT_MAX_LENGTH, Mention, Post
 from microblog.tags.models import PostTag, Tag, Trend
-from microblog.timelines.models import FeedEntry
+from microblog.timelines.models import FeedEntry, RepostEntry
 
 # Every seeded account signs in with this password (load tests rely on it).
 SEED_PASSWORD = "seeded-password-1"  # noqa: S105
@@ -83,6 +88,10 @@ class SeedConfig:
     inactive_share: float = 0.2
     days: int = 90
     random_seed: int = 1
+    # Likes per post (replies included) and reposts per top-level post, on average: on the big
+    # networks likes outnumber posts several times and reposts are a fraction of posts.
+    likes_per_post: float = 3.0
+    reposts_per_post: float = 0.3
     now_ms: int | None = None  # the run's "now"; None means the wall clock
 
     @property
@@ -522,6 +531,8 @@ class PostRow:
     created_ms: int
     replies_count: int = 0
     mentioned: list[int] = field(default_factory=list)  # user ids, as post_create resolves them
+    likes_count: int = 0
+    reposts_count: int = 0
 
 
 @dataclass
@@ -529,6 +540,53 @@ class Generated:
     now_ms: int
     posts: list[PostRow] = field(default_factory=list)
     posts_count: array | None = None
+    likes: list[tuple[int, int, int, datetime]] = field(default_factory=list)  # id, user, post, at
+    reposts: list[tuple[int, int, int, datetime]] = field(default_factory=list)
+
+
+def generate_interactions(cfg: SeedConfig, generated: Generated) -> None:
+    """Likes and reposts for the generated posts (their counts set on the posts): each by a
+    random user on a post drawn from a Zipf law over a shuffled order (a few posts collect most
+    of them), some time after the post (an exponential wait, mean 6 hours, before now), once
+    per (user, post). Its own random stream, so adding it changed none of the other data."""
+    rng = random.Random(cfg.random_seed * 7919 + 17)
+    now_ms = generated.now_ms
+    posts = generated.posts
+    top_level = [p for p in posts if p.parent_id is None]
+    used_ids: set[int] = set()
+    for kind, pool, count in (
+        ("likes", posts, round(len(posts) * cfg.likes_per_post)),
+        ("reposts", top_level, round(len(top_level) * cfg.reposts_per_post)),
+    ):
+        if not pool or not count:
+            continue
+        order = list(range(len(pool)))
+        rng.shuffle(order)
+        cum = _zipf_cum_weights(len(pool), offset=5.0)
+        picks = rng.choices(range(len(pool)), cum_weights=cum, k=count)
+        users = rng.choices(range(1, cfg.users + 1), k=count)
+        seen: set[tuple[int, int]] = set()
+        rows: list[tuple[int, int, int, datetime]] = []
+        for pick, user in zip(picks, users, strict=True):
+            post = pool[order[pick]]
+            if (user, post.id) in seen:
+                continue  # one like (or repost) per user and post
+            seen.add((user, post.id))
+            ms = min(post.created_ms + 1 + int(rng.expovariate(1 / 21_600_000)), now_ms - 1)
+            row_id = ((ms - EPOCH_MS) << LOW_BITS) | rng.getrandbits(LOW_BITS - 1)
+            while row_id in used_ids:
+                row_id += 1
+            used_ids.add(row_id)
+            rows.append((row_id, user, post.id, _ts(ms)))
+            if kind == "likes":
+                post.likes_count += 1
+            else:
+                post.reposts_count += 1
+        rows.sort()  # in id order, as the app inserts them
+        if kind == "likes":
+            generated.likes = rows
+        else:
+            generated.reposts = rows
 
 
 def generate_posts(cfg: SeedConfig, rng: random.Random, now_ms: int) -> Generated:
@@ -778,6 +836,9 @@ TAGS = Tag._meta.db_table
 POST_TAGS = PostTag._meta.db_table
 MENTIONS = Mention._meta.db_table
 NOTIFICATIONS = Notification._meta.db_table
+LIKES = Like._meta.db_table
+REPOSTS = Repost._meta.db_table
+REPOST_FEED = RepostEntry._meta.db_table
 RESET_MODELS: list[type[models.Model]] = [
     Trend,
     PostTag,
@@ -787,6 +848,9 @@ RESET_MODELS: list[type[models.Model]] = [
     NotificationMarker,
     Mention,
     FeedEntry,
+    RepostEntry,
+    Like,
+    Repost,
     Follow,
     Post,
     LogEntry,
@@ -799,7 +863,13 @@ RESET_MODELS: list[type[models.Model]] = [
 
 
 def database_is_empty() -> bool:
-    return not (User.objects.exists() or Post.objects.exists() or Follow.objects.exists())
+    return not (
+        User.objects.exists()
+        or Post.objects.exists()
+        or Follow.objects.exists()
+        or Like.objects.exists()
+        or Repost.objects.exists()
+    )
 
 
 def reset_database() -> None:
@@ -822,6 +892,9 @@ class Summary:
     mentions: int = 0
     notifications: int = 0
     feed_entries: int = 0
+    likes: int = 0
+    reposts: int = 0
+    repost_entries: int = 0
     active_users: int = 0
     celebrities: int = 0
     capped_feeds: int = 0
@@ -856,7 +929,17 @@ def seed(cfg: SeedConfig, *, stream: TextIO | None = sys.stderr) -> Summary:
         with transaction.atomic():
             _seed_postgres(cfg, now_ms, summary, step, stream)
         with connection.cursor() as cursor:
-            for table in (USERS, FOLLOWS, POSTS, FEED, TAGS, POST_TAGS):
+            for table in (
+                USERS,
+                FOLLOWS,
+                POSTS,
+                FEED,
+                TAGS,
+                POST_TAGS,
+                LIKES,
+                REPOSTS,
+                REPOST_FEED,
+            ):
                 t0 = time.monotonic()
                 cursor.execute(f"VACUUM ANALYZE {table}")
                 step(f"vacuum analyze {table}", time.monotonic() - t0)
@@ -929,6 +1012,8 @@ POST_COLUMNS = [
     "replies_count",
     "created_at",
     "mention_names",
+    "likes_count",
+    "reposts_count",
 ]
 MENTION_COLUMNS = ["post_id", "user_id"]
 NOTIFICATION_COLUMNS = [
@@ -942,6 +1027,7 @@ NOTIFICATION_COLUMNS = [
     "sort_id",
     "updated_at",
 ]
+INTERACTION_COLUMNS = ["id", "user_id", "post_id", "created_at"]
 
 
 def _post_rows(generated: Generated) -> Iterator[tuple[Any, ...]]:
@@ -955,6 +1041,8 @@ def _post_rows(generated: Generated) -> Iterator[tuple[Any, ...]]:
             p.replies_count,
             _ts(p.created_ms),
             names,
+            p.likes_count,
+            p.reposts_count,
         )
 
 
@@ -963,6 +1051,11 @@ def _load_mentions(loader: "Loader", generated: Generated, summary: "Summary") -
     summary.notifications = loader.rows(
         NOTIFICATIONS, NOTIFICATION_COLUMNS, _notification_rows(generated)
     )
+
+
+def _load_interactions(loader: "Loader", generated: Generated, summary: "Summary") -> None:
+    summary.likes = loader.rows(LIKES, INTERACTION_COLUMNS, generated.likes)
+    summary.reposts = loader.rows(REPOSTS, INTERACTION_COLUMNS, generated.reposts)
 
 
 def _follow_times(rng: random.Random, now_ms: int, days: int) -> list[str]:
@@ -983,7 +1076,8 @@ def _seed_postgres(
         cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute("SET LOCAL synchronous_commit = off")
     schema = PostgresSchema(
-        [USERS, POSTS, FOLLOWS, FEED, MENTIONS, NOTIFICATIONS], keep_primary={USERS, POSTS}
+        [USERS, POSTS, FOLLOWS, FEED, MENTIONS, NOTIFICATIONS, LIKES, REPOSTS, REPOST_FEED],
+        keep_primary={USERS, POSTS},
     )
     t0 = time.monotonic()
     schema.drop()
@@ -1020,7 +1114,8 @@ def _seed_postgres(
     t0 = time.monotonic()
     generated = generate_posts(cfg, rng, now_ms)
     add_hashtags(cfg, generated)
-    step(f"generate {len(generated.posts):,} posts", time.monotonic() - t0)
+    generate_interactions(cfg, generated)
+    step(f"generate {len(generated.posts):,} posts with likes and reposts", time.monotonic() - t0)
     assert generated.posts_count is not None
     progress = Progress("users", cfg.users, stream)
     summary.users = loader.rows(
@@ -1032,6 +1127,9 @@ def _seed_postgres(
     progress = Progress("posts", len(generated.posts), stream)
     loader.rows(POSTS, POST_COLUMNS, _counting(_post_rows(generated), progress))
     progress.close()
+    t0 = time.monotonic()
+    _load_interactions(loader, generated, summary)
+    step(f"{summary.likes:,} likes, {summary.reposts:,} reposts", time.monotonic() - t0)
     summary.posts = len(generated.posts)
     summary.replies = sum(1 for p in generated.posts if p.parent_id is not None)
     t0 = time.monotonic()
@@ -1045,14 +1143,14 @@ def _seed_postgres(
     )
     del generated, graph
 
-    schema.restore([USERS, POSTS, FOLLOWS, MENTIONS, NOTIFICATIONS], step)
+    schema.restore([USERS, POSTS, FOLLOWS, MENTIONS, NOTIFICATIONS, LIKES, REPOSTS], step)
     with connection.cursor() as cursor:
-        for table in (USERS, POSTS, FOLLOWS, MENTIONS, NOTIFICATIONS):
+        for table in (USERS, POSTS, FOLLOWS, MENTIONS, NOTIFICATIONS, LIKES, REPOSTS):
             t0 = time.monotonic()
             cursor.execute(f"ANALYZE {table}")
             step(f"analyze {table}", time.monotonic() - t0)
     _build_feeds(now_ms, step)
-    schema.restore([FEED], step)
+    schema.restore([FEED, REPOST_FEED], step)
     _set_horizons(step)
     _reset_sequences()
 
@@ -1082,12 +1180,14 @@ def _seed_portable(
     graph = generate_follows(cfg, rng, emit, Progress("follows", cfg.follows, stream))
     generated = generate_posts(cfg, rng, now_ms)
     add_hashtags(cfg, generated)
+    generate_interactions(cfg, generated)
     assert generated.posts_count is not None
     summary.users = loader.rows(
         USERS, USER_COLUMNS, _user_rows(cfg, rng, now_ms, graph, generated.posts_count)
     )
     summary.posts = loader.rows(POSTS, POST_COLUMNS, _post_rows(generated))
     _load_tags(loader, generated, summary)
+    _load_interactions(loader, generated, summary)
     summary.replies = sum(1 for p in generated.posts if p.parent_id is not None)
     summary.follows = loader.rows(
         FOLLOWS,
@@ -1136,6 +1236,38 @@ def _build_feeds(now_ms: int, step: Callable[[str, float], None]) -> None:
         )
         rows = cursor.rowcount
     step(f"build {rows:,} feed entries", time.monotonic() - t0)
+    # Reposts: of followed non-celebrities and one's own, the newest FEED_MAX_ENTRIES reposted
+    # posts per reader (DENSE_RANK: every reposter of a kept post is kept, so the feed is
+    # complete from its oldest entry up, which _set_horizons relies on).
+    t0 = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {REPOST_FEED} (user_id, post_id, reposter_id, author_id)
+            SELECT user_id, post_id, reposter_id, author_id FROM (
+                SELECT c.*, DENSE_RANK() OVER (
+                    PARTITION BY c.user_id ORDER BY c.post_id DESC) AS rn
+                FROM (
+                    SELECT f.follower_id AS user_id, x.post_id, x.user_id AS reposter_id,
+                           p.author_id
+                    FROM {REPOSTS} x
+                    JOIN {USERS} a ON a.id = x.user_id AND a.is_celebrity = %s
+                    JOIN {FOLLOWS} f ON f.followed_id = x.user_id
+                    JOIN {USERS} r ON r.id = f.follower_id AND r.last_seen_at >= %s
+                    JOIN {POSTS} p ON p.id = x.post_id AND {stored_in_feeds_sql("p")}
+                    UNION ALL
+                    SELECT x.user_id, x.post_id, x.user_id, p.author_id
+                    FROM {REPOSTS} x
+                    JOIN {USERS} r ON r.id = x.user_id AND r.last_seen_at >= %s
+                    JOIN {POSTS} p ON p.id = x.post_id AND {stored_in_feeds_sql("p")}
+                ) AS c
+            ) AS ranked
+            WHERE rn <= %s
+            """,
+            [False, cutoff, cutoff, settings.FEED_MAX_ENTRIES],
+        )
+        rows = cursor.rowcount
+    step(f"build {rows:,} repost entries", time.monotonic() - t0)
 
 
 def _set_horizons(step: Callable[[str, float], None]) -> None:
@@ -1155,6 +1287,21 @@ def _set_horizons(step: Callable[[str, float], None]) -> None:
             [settings.FEED_MAX_ENTRIES],
         )
         rows = cursor.rowcount
+        # A capped repost feed: complete from its oldest entry up; the higher horizon wins.
+        higher = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+        cursor.execute(
+            f"""
+            UPDATE {USERS} SET feed_horizon = {higher}(feed_horizon, (
+                SELECT MIN(e.post_id) FROM {REPOST_FEED} e WHERE e.user_id = {USERS}.id
+            ))
+            WHERE id IN (
+                SELECT user_id FROM {REPOST_FEED} GROUP BY user_id
+                HAVING COUNT(DISTINCT post_id) >= %s
+            )
+            """,
+            [settings.FEED_MAX_ENTRIES],
+        )
+        rows += cursor.rowcount
     step(f"set {rows:,} feed horizons", time.monotonic() - t0)
 
 
@@ -1174,6 +1321,7 @@ def _reset_sequences() -> None:
 
 def _describe(summary: Summary) -> None:
     summary.feed_entries = FeedEntry.objects.count()
+    summary.repost_entries = RepostEntry.objects.count()
     summary.celebrities = User.objects.filter(is_celebrity=True).count()
     summary.capped_feeds = User.objects.filter(feed_horizon__gt=0).count()
     cutoff = datetime.now(UTC) - timedelta(days=settings.FANOUT_INACTIVE_DAYS)

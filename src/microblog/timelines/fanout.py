@@ -4,6 +4,10 @@ The invariant, per reader R with horizon H (R.feed_horizon): for every top-level
 id >= H whose author is R, or an ordinary (non-celebrity) author R follows, the feed holds (R, P);
 it holds nothing else except posts of followed celebrities. Posts of followed celebrities are
 merged in at read time (timelines.selectors.for_you), and below H reads use the pull query.
+Reposts alike, in their own table (RepostEntry): for every repost of a top-level post P with
+id >= H by R or by an ordinary account X that R follows, the feed holds (R, P, X); reposts of
+followed celebrities are merged at read time. A repost places the post at its own id (the
+time it was written), like every feed entry: ids stay the cursor and the sort key.
 Readers not seen for FANOUT_INACTIVE_DAYS are skipped and read the pull query until they return,
 when their feed is rebuilt by a job (`rebuild`; meanwhile their horizon stands above every id).
 
@@ -21,11 +25,14 @@ from django.utils import timezone
 
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
+from microblog.interactions.models import Repost
 from microblog.posts.models import Post
 from microblog.timelines import visibility
-from microblog.timelines.models import FanOut, FeedEntry
+from microblog.timelines.models import FanOut, FeedEntry, RepostEntry
 
 FEED = FeedEntry._meta.db_table
+REPOST_FEED = RepostEntry._meta.db_table
+REPOSTS = Repost._meta.db_table
 POSTS = Post._meta.db_table
 FOLLOWS = Follow._meta.db_table
 USERS = User._meta.db_table
@@ -171,8 +178,9 @@ def prune_finished(before: datetime) -> int:
 
 
 def backfill_follow(*, follower: User, followed: User) -> None:
-    """After a follow: the followee's recent top-level posts enter the follower's feed (at most
-    FEED_MAX_ENTRIES; past that the horizon rises so older pages read the pull query)."""
+    """After a follow: the followee's recent top-level posts, and their recent reposts, enter
+    the follower's feed (at most FEED_MAX_ENTRIES of each; past that the horizon rises so older
+    pages read the pull query)."""
     if followed.is_celebrity:
         return
     cap = settings.FEED_MAX_ENTRIES
@@ -200,23 +208,145 @@ def backfill_follow(*, follower: User, followed: User) -> None:
         # More posts exist than were copied: the feed is complete only from the oldest copied
         # post up, which is the first id above `overflow`.
         _raise_horizon([follower.id], overflow[0] + 1)
+        horizon = max(horizon, overflow[0] + 1)
+    _copy_reposts(follower.id, reposter_ids=[followed.id], floor=horizon)
+
+
+def _copy_reposts(user_id: int, *, reposter_ids: list[int], floor: int) -> None:
+    """The newest FEED_MAX_ENTRIES reposted posts at or above `floor` of these reposters into
+    the reader's feed; when more exist, the reader's horizon rises above the ones left out (all
+    reposters of a post are copied, so the feed is complete from the horizon up)."""
+    if not reposter_ids:
+        return
+    placeholders = ",".join(["%s"] * len(reposter_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT post_id FROM {REPOSTS} WHERE user_id IN ({placeholders}) "
+            f"AND post_id >= %s ORDER BY post_id DESC LIMIT 1 OFFSET %s",
+            [*reposter_ids, floor, settings.FEED_MAX_ENTRIES],
+        )
+        overflow = cursor.fetchone()
+        if overflow is not None:
+            floor = max(floor, overflow[0] + 1)
+        cursor.execute(
+            f"""
+            INSERT INTO {REPOST_FEED} (user_id, post_id, reposter_id, author_id)
+            SELECT %s, r.post_id, r.user_id, p.author_id
+            FROM {REPOSTS} r JOIN {POSTS} p ON p.id = r.post_id
+            WHERE r.user_id IN ({placeholders}) AND r.post_id >= %s
+              AND {visibility.stored_in_feeds_sql("p")} AND p.author_id IS NOT NULL
+            {_lock_posts_clause("r, p")}
+            ON CONFLICT DO NOTHING
+            """,
+            [user_id, *reposter_ids, floor],
+        )
+    if overflow is not None:
+        _raise_horizon([user_id], floor)
+
+
+def add_own_repost(*, user_id: int, post_id: int, author_id: int) -> None:
+    """The reposter's own repost enters their feed in the repost's transaction."""
+    RepostEntry.objects.bulk_create(
+        [RepostEntry(user_id=user_id, post_id=post_id, reposter_id=user_id, author_id=author_id)],
+        ignore_conflicts=True,
+    )
+
+
+def fan_out_repost(
+    post_id: int, reposter_id: int, checkpoint: Callable[[], None] | None = None
+) -> int:
+    """Copies a repost into the feeds of the reposter's active followers (at or above their
+    horizon), in chunks of FANOUT_CHUNK_SIZE followers, each its own short transaction. Running
+    it again changes nothing (ON CONFLICT DO NOTHING), so it keeps no progress row. Nothing
+    for a celebrity reposter (merged at read time) or a repost undone meanwhile."""
+    reposter = User.objects.filter(id=reposter_id).values_list("is_celebrity", flat=True).first()
+    if reposter is None or reposter:
+        return 0
+    chunk = settings.FANOUT_CHUNK_SIZE
+    cutoff = active_cutoff()
+    inserted = 0
+    after = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT follower_id FROM {FOLLOWS} WHERE followed_id = %s AND follower_id > %s "
+                f"ORDER BY follower_id LIMIT 1 OFFSET %s",
+                [reposter_id, after, chunk - 1],
+            )
+            row = cursor.fetchone()
+        upper = row[0] if row else None
+        bound = "AND f.follower_id <= %s" if upper is not None else ""
+        params: list[int | datetime] = [reposter_id, post_id, after]
+        if upper is not None:
+            params.append(upper)
+        params.append(cutoff)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The repost and the post are key-share locked as they are read (a repost undone
+            # or a post deleted meanwhile is not copied; an undo or delete that starts later
+            # waits, then removes the copies), the follow rows share-locked (an unfollow waits,
+            # then removes what this chunk inserted).
+            cursor.execute(
+                f"""
+                INSERT INTO {REPOST_FEED} (user_id, post_id, reposter_id, author_id)
+                SELECT f.follower_id, r.post_id, r.user_id, p.author_id
+                FROM {REPOSTS} r
+                JOIN {POSTS} p ON p.id = r.post_id
+                JOIN {FOLLOWS} f ON f.followed_id = r.user_id
+                JOIN {USERS} u ON u.id = f.follower_id
+                WHERE r.user_id = %s AND r.post_id = %s AND f.follower_id > %s {bound}
+                  AND u.last_seen_at >= %s AND r.post_id >= u.feed_horizon
+                  AND {visibility.stored_in_feeds_sql("p")} AND p.author_id IS NOT NULL
+                {_lock_follows_clause(posts="r, p")}
+                ON CONFLICT DO NOTHING
+                """,
+                params,
+            )
+            inserted += max(cursor.rowcount, 0)
+        if upper is None:
+            return inserted
+        after = upper
+        if checkpoint is not None:
+            checkpoint()
 
 
 def remove_follow(*, follower: User, followed: User) -> None:
+    """After an unfollow: the followee's posts and reposts leave the follower's feed (a post
+    also reposted by someone else still followed stays, by that entry)."""
     FeedEntry.objects.filter(user_id=follower.id, author_id=followed.id).delete()
+    RepostEntry.objects.filter(user_id=follower.id, reposter_id=followed.id).delete()
 
 
 def remove_post(post_id: int) -> None:
+    """A deleted post leaves every feed, with every repost of it."""
     FeedEntry.objects.filter(post_id=post_id).delete()
+    RepostEntry.objects.filter(post_id=post_id).delete()
+
+
+def remove_repost(*, post_id: int, reposter_id: int) -> None:
+    """An undone repost leaves every feed it was copied into."""
+    RepostEntry.objects.filter(post_id=post_id, reposter_id=reposter_id).delete()
+
+
+def remove_reposter(user_id: int) -> None:
+    """Before an account is deleted: its reposts leave every feed (found through its reposts,
+    on the entries' (post_id, reposter_id) index)."""
+    RepostEntry.objects.filter(
+        post_id__in=Repost.objects.filter(user_id=user_id).values("post_id"),
+        reposter_id=user_id,
+    ).delete()
 
 
 def remove_reader(user: User) -> None:
     FeedEntry.objects.filter(user_id=user.id).delete()
+    RepostEntry.objects.filter(user_id=user.id).delete()
 
 
 def remove_author(user: User) -> None:
-    """Before an account is deleted: its posts leave every feed."""
+    """Before an account is deleted: its posts leave every feed, reposted or not."""
     FeedEntry.objects.filter(
+        post_id__in=Post.objects.filter(author_id=user.id).values("id")
+    ).delete()
+    RepostEntry.objects.filter(
         post_id__in=Post.objects.filter(author_id=user.id).values("id")
     ).delete()
 
@@ -234,6 +364,7 @@ def rebuild(user: User) -> None:
     with transaction.atomic():
         _lock_reader(user.id)
         FeedEntry.objects.filter(user_id=user.id).delete()
+        RepostEntry.objects.filter(user_id=user.id).delete()
         _copy_pull_query(user.id, floor=0)
         with connection.cursor() as cursor:
             cursor.execute(
@@ -242,10 +373,23 @@ def rebuild(user: User) -> None:
             count, oldest = cursor.fetchone() or (0, None)
         horizon = oldest if count >= settings.FEED_MAX_ENTRIES and oldest is not None else 0
         User.objects.filter(id=user.id).update(feed_horizon=horizon)
+        # Reposts of the reader and of everyone they follow (may raise the horizon).
+        _copy_reposts(user.id, reposter_ids=_reposters_of(user.id), floor=horizon)
+        horizon = User.objects.filter(id=user.id).values_list("feed_horizon", flat=True).get()
         user.feed_horizon = horizon
     with transaction.atomic():
         _lock_reader(user.id)
         _copy_pull_query(user.id, floor=horizon)
+        _copy_reposts(user.id, reposter_ids=_reposters_of(user.id), floor=horizon)
+        user.feed_horizon = (
+            User.objects.filter(id=user.id).values_list("feed_horizon", flat=True).get()
+        )
+
+
+def _reposters_of(user_id: int) -> list[int]:
+    """Whose reposts a reader's stored feed holds: their own and their followees'."""
+    followed = Follow.objects.filter(follower_id=user_id).values_list("followed_id", flat=True)
+    return [user_id, *followed]
 
 
 def _lock_reader(user_id: int) -> None:
@@ -272,25 +416,35 @@ def _copy_pull_query(user_id: int, *, floor: int) -> None:
 
 
 def trim(user_ids: list[int]) -> int:
-    """Keeps each feed to its newest FEED_MAX_ENTRIES entries; returns entries removed."""
+    """Keeps each feed to its newest FEED_MAX_ENTRIES entries of posts and of reposts; the
+    horizon rises to the higher of the two cuts (below it, the pull query). Returns entries
+    removed."""
     cap = settings.FEED_MAX_ENTRIES
     removed = 0
     for user_id in user_ids:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT post_id FROM {FEED} WHERE user_id = %s "
-                f"ORDER BY post_id DESC LIMIT 1 OFFSET %s",
-                [user_id, cap - 1],
-            )
-            row = cursor.fetchone()
-            if row is None:
+            cuts = []
+            for table in (FEED, REPOST_FEED):
+                cursor.execute(
+                    f"SELECT post_id FROM {table} WHERE user_id = %s "
+                    f"ORDER BY post_id DESC LIMIT 1 OFFSET %s",
+                    [user_id, cap - 1],
+                )
+                row = cursor.fetchone()
+                if row is not None:
+                    cuts.append(row[0])
+            if not cuts:
                 continue
-            cursor.execute(
-                f"DELETE FROM {FEED} WHERE user_id = %s AND post_id < %s", [user_id, row[0]]
-            )
-            if cursor.rowcount > 0:
-                removed += cursor.rowcount
-                _raise_horizon([user_id], row[0])
+            cut = max(cuts)
+            removed_here = 0
+            for table in (FEED, REPOST_FEED):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE user_id = %s AND post_id < %s", [user_id, cut]
+                )
+                removed_here += max(cursor.rowcount, 0)
+            if removed_here > 0:
+                removed += removed_here
+                _raise_horizon([user_id], cut)
     return removed
 
 
@@ -357,4 +511,10 @@ def backfill_author(author_id: int) -> int:
             inserted += max(cursor.rowcount, 0)
             if floor:
                 _raise_horizon(chunk, floor)
+    # Their reposts made while they were a celebrity (merged at read time until now).
+    for follower_id in User.objects.filter(
+        id__in=follower_ids, last_seen_at__gte=cutoff
+    ).values_list("id", flat=True):
+        horizon = User.objects.filter(id=follower_id).values_list("feed_horizon", flat=True).get()
+        _copy_reposts(follower_id, reposter_ids=[author_id], floor=horizon)
     return inserted

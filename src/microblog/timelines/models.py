@@ -65,3 +65,43 @@ class FanOut(models.Model):
     def __str__(self) -> str:
         state = "finished" if self.finished_at else f"done through follower {self.done_through}"
         return f"fan-out of {self.post_id}: {state}"
+
+
+class RepostEntry(models.Model):
+    """One repost in one reader's For You feed: `post_id` is there because `reposter_id` (an
+    account the reader follows, or the reader) reposted it. Ids only, like FeedEntry.
+
+    A post reposted by several followed accounts has a row per reposter, so undoing one
+    repost or unfollowing one reposter leaves the others; the feed read takes the post once
+    (timelines.selectors.for_you). Kept apart from FeedEntry so its (user_id, post_id) key and
+    its unfollow-by-author delete stay as they are. `author_id` is the post's author: mutes and
+    blocks apply to the author and to the reposter, checked when the feed is read.
+    """
+
+    pk = models.CompositePrimaryKey("user_id", "post_id", "reposter_id")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        db_index=False,  # the primary key starts with user_id
+    )
+    post = models.ForeignKey(
+        "posts.Post",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        db_index=False,  # covered by timelines_repostentry_post_idx
+    )
+    reposter_id = models.BigIntegerField()
+    author_id = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "repost entries"
+        indexes = [
+            # An undone repost or a deleted post leaves every feed.
+            models.Index(fields=["post", "reposter_id"], name="timelines_repostentry_post_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"feed {self.user_id}: {self.post_id} reposted by {self.reposter_id}"

@@ -14,7 +14,7 @@ from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.posts.models import Post
 from microblog.timelines import fanout, visibility
-from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, USERS
+from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, REPOST_FEED, REPOSTS, USERS
 from microblog.timelines.visibility import Viewer, by_viewer_kind, on_pages_for
 
 
@@ -74,8 +74,10 @@ def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
 
 def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[str, list[int]]:
     """The ids of the reader's newest `limit` feed posts in [horizon, upper): their stored
-    entries and their followed celebrities' posts. `limit` is written into the SQL (it is the
-    same on every call), so a prepared statement's generic plan knows it."""
+    entries, their stored reposts, and their followed celebrities' posts and reposts. A post
+    there several ways (reposted by several, or also followed) comes once: UNION. `limit` is
+    written into the SQL (it is the same on every call), so a prepared statement's generic
+    plan knows it."""
     limit = int(limit)
     # Who sees what (moderation, mutes, blocks) on each entry and merged post: timelines.visibility.
     stored = f"""
@@ -84,49 +86,96 @@ def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[s
           AND {visibility.stored_entry_shown_sql("e")}
         ORDER BY e.post_id DESC LIMIT {limit}
     """
+    # DISTINCT: a post reposted by several followed accounts has an entry per reposter, and
+    # `limit` rows must be `limit` posts.
+    stored_reposts = f"""
+        SELECT DISTINCT r.post_id FROM {REPOST_FEED} r
+        WHERE r.user_id = %s AND r.post_id < %s AND r.post_id >= %s
+          AND {visibility.stored_repost_shown_sql("r")}
+        ORDER BY r.post_id DESC LIMIT {limit}
+    """
     heard = visibility.celebrity_follow_heard_sql("f")
     shown = visibility.celebrity_post_shown_sql("p")
     if connection.vendor == "postgresql":
+        reposted_shown = visibility.celebrity_repost_shown_sql("p", "f.follower_id")
         # Driven from the reader's follows: each followed celebrity costs one index probe that
-        # reads at most `limit` of its posts, and none older than the page's oldest stored
-        # entry when the stored entries alone fill the page (older ones cannot make the page).
+        # reads at most `limit` of its posts (and one of its reposts), and none older than the
+        # page's oldest stored entry when the stored entries alone fill the page (older ones
+        # cannot make the page).
         sql = f"""
             WITH stored AS ({stored}),
             floor AS MATERIALIZED (
                 SELECT CASE WHEN COUNT(*) = {limit} THEN MIN(post_id) ELSE %s END AS lo
                 FROM stored
+            ),
+            celebrities AS MATERIALIZED (
+                SELECT f.follower_id, f.followed_id FROM {FOLLOWS} f
+                JOIN {USERS} c ON c.id = f.followed_id
+                WHERE f.follower_id = %s AND c.is_celebrity AND {heard}
             )
             SELECT post_id FROM stored
             UNION
-            SELECT cp.id FROM floor, {FOLLOWS} f
-            JOIN {USERS} c ON c.id = f.followed_id
+            SELECT post_id FROM ({stored_reposts}) AS stored_reposts
+            UNION
+            SELECT cp.id FROM floor, celebrities f
             CROSS JOIN LATERAL (
                 SELECT p.id FROM {POSTS} p
                 WHERE p.author_id = f.followed_id AND p.parent_id IS NULL
                   AND p.id < %s AND p.id >= floor.lo AND {shown}
                 ORDER BY p.id DESC LIMIT {limit}
             ) AS cp
-            WHERE f.follower_id = %s AND c.is_celebrity AND {heard}
+            UNION
+            SELECT cr.post_id FROM floor, celebrities f
+            CROSS JOIN LATERAL (
+                SELECT r.post_id FROM {REPOSTS} r JOIN {POSTS} p ON p.id = r.post_id
+                WHERE r.user_id = f.followed_id AND r.post_id < %s AND r.post_id >= floor.lo
+                  AND p.parent_id IS NULL AND {reposted_shown}
+                ORDER BY r.post_id DESC LIMIT {limit}
+            ) AS cr
             ORDER BY 1 DESC LIMIT {limit}
         """
-        return sql, [user_id, upper, horizon, horizon, upper, user_id]
-    # SQLite has no LATERAL: the followed celebrities' posts in one range scan.
+        return sql, [
+            *(user_id, upper, horizon),  # stored
+            horizon,  # floor
+            user_id,  # celebrities
+            *(user_id, upper, horizon),  # stored reposts
+            upper,  # celebrities' posts
+            upper,  # celebrities' reposts
+        ]
+    # SQLite has no LATERAL: the followed celebrities' posts and reposts in one range scan each.
+    reposted_shown = visibility.celebrity_repost_shown_sql("p", "reader.id")
+    celebrities = f"""
+        SELECT f.followed_id FROM {FOLLOWS} f
+        JOIN {USERS} c ON c.id = f.followed_id
+        WHERE f.follower_id = %s AND c.is_celebrity AND {heard}
+    """
     sql = f"""
         SELECT post_id FROM ({stored}) AS stored
+        UNION
+        SELECT post_id FROM ({stored_reposts}) AS stored_reposts
         UNION
         SELECT id FROM (
             SELECT p.id FROM {POSTS} p
             WHERE p.parent_id IS NULL AND p.id < %s AND p.id >= %s AND {shown}
-              AND p.author_id IN (
-                SELECT f.followed_id FROM {FOLLOWS} f
-                JOIN {USERS} c ON c.id = f.followed_id
-                WHERE f.follower_id = %s AND c.is_celebrity AND {heard}
-            )
+              AND p.author_id IN ({celebrities})
             ORDER BY p.id DESC LIMIT {limit}
-        ) AS celebrities
+        ) AS celebrity_posts
+        UNION
+        SELECT post_id FROM (
+            SELECT r.post_id FROM (SELECT %s AS id) AS reader, {REPOSTS} r
+            JOIN {POSTS} p ON p.id = r.post_id
+            WHERE p.parent_id IS NULL AND r.post_id < %s AND r.post_id >= %s
+              AND {reposted_shown} AND r.user_id IN ({celebrities})
+            ORDER BY r.post_id DESC LIMIT {limit}
+        ) AS celebrity_reposts
         ORDER BY 1 DESC LIMIT {limit}
     """
-    return sql, [user_id, upper, horizon, upper, horizon, user_id]
+    return sql, [
+        *(user_id, upper, horizon),  # stored
+        *(user_id, upper, horizon),  # stored reposts
+        *(upper, horizon, user_id),  # celebrities' posts
+        *(user_id, upper, horizon, user_id),  # celebrities' reposts
+    ]
 
 
 def for_you_pull_query(user: User) -> QuerySet[Post]:

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_safe
 
 from microblog.accounts.http import AuthedHttpRequest
 from microblog.core.pagination import Page, parse_cursor
+from microblog.interactions import selectors as interactions
 from microblog.posts.forms import PostForm
 from microblog.posts.models import Post
 from microblog.timelines import selectors
@@ -21,8 +22,15 @@ def render_feed(
     template: str,
     page: Page[Post],
     context: dict[str, Any] | None = None,
+    *,
+    reposted_by: bool = False,
 ) -> HttpResponse:
+    """A page of posts, with the reader's likes and reposts of them (one query) and, with
+    `reposted_by` (For You), who of those they hear reposted each."""
     context = {"page": page, **(context or {})}
+    if request.user.is_authenticated:
+        ids = [post.id for post in page.items]
+        context["interactions"] = interactions.state_for(request.user, ids, reposters=reposted_by)
     if request.headers.get("HX-Request"):
         response = render(request, "timelines/_page.html", context)
     else:
@@ -47,6 +55,7 @@ def home(request: HttpRequest) -> HttpResponse:
         if since is None
         else selectors.for_you_since(request.user, since),
         {"tab": "for_you", "form": PostForm(), "stream_url": settings.STREAM_PUBLIC_URL},
+        reposted_by=True,
     )
 
 

@@ -2,7 +2,9 @@
 
 Lists and their rules (docs/architecture.md, "Moderation"):
 
-- For You: top-level posts of the reader, and the visible ones of the accounts the reader hears.
+- For You: top-level posts of the reader, and the visible ones of the accounts the reader hears;
+  and top-level posts reposted by the reader or by an account they hear, visible (or their own),
+  not by an author the reader blocks or mutes (a post reposted by several appears once).
 - Following: posts and replies, visible ones, of the accounts the reader hears.
 - All: top-level posts, visible (or the reader's own), not by an account the reader blocks or
   mutes, not the placeholders of deleted posts.
@@ -14,6 +16,10 @@ Lists and their rules (docs/architecture.md, "Moderation"):
 - Tag pages and search: posts and replies, visible (or the reader's own), not by an account the
   reader blocks or mutes, not the placeholders of deleted posts; search's accounts: active ones
   the reader does not block. Trending counts visible posts that are not placeholders.
+- The stream: what the page it is open on shows (For You, Following, a thread's direct replies);
+  For You's live filter judges new posts, so a post there only through a repost is not announced.
+- Likes and reposts: a post whose page the user may open (`can_see`), not a placeholder;
+  liking a post of an author who blocks you is refused with its own message, as replying is.
 
 "Visible" is `not is_hidden` (moderation); "heard" is followed, less muted and blocked. Visitors
 see visible posts on profiles, threads and All. Staff read feeds like everyone else.
@@ -37,6 +43,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from microblog.accounts.models import User
 from microblog.follows.models import Follow
+from microblog.interactions.models import Repost
 from microblog.moderation.models import Block, Mute
 from microblog.posts.models import Post
 
@@ -48,6 +55,7 @@ PostsQuery = Callable[..., QuerySet[Post]]
 POSTS = Post._meta.db_table
 BLOCKS = Block._meta.db_table
 MUTES = Mute._meta.db_table
+REPOSTS = Repost._meta.db_table
 
 # --- The reader's relationships ---------------------------------------------------------------
 
@@ -90,11 +98,36 @@ def stored_in_feeds_sql(post: str) -> str:
 
 def for_you(user: User) -> Q:
     """For You's posts: top-level, the reader's own (hidden or not) and the visible posts of the
-    accounts they hear. Written into the author condition: as separate conditions on the posts,
+    accounts they hear, and the posts reposted by the reader or an account they hear
+    (reposted_for_you). Written into the author condition: as separate conditions on the posts,
     the planner misjudged them and read every post (Following: 23 ms instead of 2.3 ms at the
     seed preset; docs/benchmarks.md)."""
-    return Q(parent__isnull=True) & (
-        Q(author_id=user.id) | Q(author_id__in=heard_ids(user), is_hidden=False)
+    return Q(parent__isnull=True) & (for_you_authored(user) | reposted_for_you(user))
+
+
+def for_you_authored(user: User) -> Q:
+    """The authored part of for_you(): the reader's own posts (hidden or not) and the visible
+    posts of the accounts they hear (what the stream's for_you_shows judges)."""
+    return Q(author_id=user.id) | Q(author_id__in=heard_ids(user), is_hidden=False)
+
+
+def reposters_heard(user: User) -> QuerySet[Repost, int]:
+    """Posts reposted by the reader or by an account they hear (muted and blocked reposters
+    left out)."""
+    return Repost.objects.filter(Q(user_id=user.id) | Q(user_id__in=heard_ids(user))).values_list(
+        "post_id", flat=True
+    )
+
+
+def reposted_for_you(user: User) -> Q:
+    """The repost part of for_you(): reposted by someone heard (or the reader), visible or the
+    reader's own, by an author who still has an account and whom the reader neither blocks nor
+    mutes (mutes and blocks apply to the reposter and to the author)."""
+    return (
+        Q(id__in=reposters_heard(user), is_deleted=False, author__isnull=False)
+        & (Q(is_hidden=False) | Q(author_id=user.id))
+        & ~Q(author_id__in=blocked_ids(user.id))
+        & ~Q(author_id__in=muted_ids(user.id))
     )
 
 
@@ -137,6 +170,37 @@ def celebrity_follow_heard_sql(follow: str) -> str:
 def celebrity_post_shown_sql(post: str) -> str:
     """for_you() on a followed celebrity's top-level post aliased `post`: visible."""
     return f"NOT {post}.is_hidden"
+
+
+def stored_repost_shown_sql(entry: str) -> str:
+    """reposted_for_you() on a stored repost entry aliased `entry` (user_id, post_id,
+    reposter_id, author_id): the feed holds posts reposted by accounts followed (or the reader),
+    so what is left is moderation and the reader's mutes and blocks of the reposter and of the
+    author (the same probes as stored_entry_shown_sql)."""
+    return f"""(SELECT h.id FROM {POSTS} h
+               WHERE h.id = {entry}.post_id AND h.is_hidden AND h.author_id <> {entry}.user_id)
+               IS NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM {MUTES} m
+              WHERE m.muter_id = {entry}.user_id
+                AND m.muted_id IN ({entry}.author_id, {entry}.reposter_id))
+          AND NOT EXISTS (
+              SELECT 1 FROM {BLOCKS} b
+              WHERE b.blocker_id = {entry}.user_id
+                AND b.blocked_id IN ({entry}.author_id, {entry}.reposter_id))"""
+
+
+def celebrity_repost_shown_sql(post: str, reader: str) -> str:
+    """reposted_for_you() on a post aliased `post` reposted by a followed celebrity (merged at
+    read time; the celebrity's follow passed celebrity_follow_heard_sql), for the reader whose
+    id is the SQL expression `reader`."""
+    return f"""{post}.author_id IS NOT NULL AND NOT {post}.is_deleted
+          AND (NOT {post}.is_hidden OR {post}.author_id = {reader})
+          AND NOT EXISTS (
+              SELECT 1 FROM {MUTES} m WHERE m.muter_id = {reader} AND m.muted_id = {post}.author_id)
+          AND NOT EXISTS (
+              SELECT 1 FROM {BLOCKS} b
+              WHERE b.blocker_id = {reader} AND b.blocked_id = {post}.author_id)"""
 
 
 # --- Following --------------------------------------------------------------------------------

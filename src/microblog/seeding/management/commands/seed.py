@@ -31,6 +31,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reply-share", type=float, help="Share of all posts that are replies (0.3)."
         )
+        parser.add_argument(
+            "--likes-per-post", type=float, help="Likes per post, on average (3.0; 0 for none)."
+        )
+        parser.add_argument(
+            "--reposts-per-post",
+            type=float,
+            help="Reposts per top-level post, on average (0.3; 0 for none).",
+        )
         parser.add_argument("--random-seed", type=int, default=1)
         parser.add_argument(
             "--reset", action="store_true", help="Empty the app's tables first (destroys data)."
@@ -46,6 +54,8 @@ class Command(BaseCommand):
             posts=options["posts"],
             top_followers=options["top_followers"],
             reply_share=options["reply_share"],
+            likes_per_post=options["likes_per_post"],
+            reposts_per_post=options["reposts_per_post"],
             random_seed=options["random_seed"],
         )
         if options["users"] and not options["preset"]:
@@ -88,8 +98,11 @@ class Command(BaseCommand):
                     f"  hashtags       {summary.post_tags:>12,}  (on posts; {summary.tags:,} tags)",
                     f"  mentions       {summary.mentions:>12,}  "
                     f"({summary.notifications:,} reply and mention notifications)",
+                    f"  likes          {summary.likes:>12,}",
+                    f"  reposts        {summary.reposts:>12,}",
                     f"  feed entries   {summary.feed_entries:>12,}  ({summary.capped_feeds:,} "
                     f"feeds capped at {settings.FEED_MAX_ENTRIES})",
+                    f"  repost entries {summary.repost_entries:>12,}",
                     f"  most followed  {top}",
                     f'  password       "{seeder.SEED_PASSWORD}" for every seeded user',
                 ]

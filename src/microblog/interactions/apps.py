@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InteractionsConfig(AppConfig):
+    name = "microblog.interactions"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,103 @@
+"""Reads of likes and reposts: the per-reader state of a page's post cards, a post's "Liked by"
+list, one's own Likes tab, and For You's "reposted by" labels. Who may see which post or
+account is asked of timelines.visibility."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import QuerySet, Value
+from django.db.models.fields import CharField, IntegerField
+
+from microblog.accounts.models import User
+from microblog.core.pagination import Page, make_page
+from microblog.interactions.models import Like, Repost
+from microblog.posts.models import Post
+from microblog.timelines import visibility
+from microblog.timelines.visibility import Viewer
+
+LIKED, REPOSTED, REPOSTED_BY_HEARD = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionState:
+    """What one reader did to the posts of one page: which they like, which they reposted,
+    and (For You) who of those they hear reposted each (username, or "" for the reader)."""
+
+    liked: frozenset[int] = frozenset()
+    reposted: frozenset[int] = frozenset()
+    reposted_by: dict[int, str] = field(default_factory=dict)
+
+
+NO_STATE = InteractionState()
+
+
+def state_for(
+    viewer: Viewer, post_ids: Iterable[int], *, reposters: bool = False
+) -> InteractionState:
+    """The reader's likes and reposts among `post_ids` and, with `reposters` (For You), who of
+    the accounts they hear reposted each: one query for the page, whatever its size (a UNION
+    ALL of probes of the (user_id, post_id) unique indexes, and of the reposts' post index)."""
+    ids = list(post_ids)
+    if not viewer.is_authenticated or not ids:
+        return NO_STATE
+    nobody = Value("", output_field=CharField())
+    likes = Like.objects.filter(user_id=viewer.id, post_id__in=ids).values_list(
+        "post_id", Value(LIKED, output_field=IntegerField()), nobody
+    )
+    own_reposts = Repost.objects.filter(user_id=viewer.id, post_id__in=ids).values_list(
+        "post_id", Value(REPOSTED, output_field=IntegerField()), nobody
+    )
+    parts = [own_reposts]
+    if reposters and isinstance(viewer, User):
+        heard = Repost.objects.filter(post_id__in=ids, user_id__in=visibility.heard_ids(viewer))
+        parts.append(
+            heard.values_list(
+                "post_id", Value(REPOSTED_BY_HEARD, output_field=IntegerField()), "user__username"
+            )
+        )
+    liked: set[int] = set()
+    reposted: set[int] = set()
+    reposted_by: dict[int, str] = {}
+    for post_id, kind, username in likes.union(*parts, all=True):
+        if kind == LIKED:
+            liked.add(post_id)
+        elif kind == REPOSTED:
+            reposted.add(post_id)
+            reposted_by.setdefault(post_id, "")  # "You reposted", unless someone heard did
+        elif not reposted_by.get(post_id):
+            reposted_by[post_id] = username
+    if not reposters:
+        reposted_by = {}
+    return InteractionState(
+        liked=frozenset(liked), reposted=frozenset(reposted), reposted_by=reposted_by
+    )
+
+
+def liked_by(post: Post, viewer: Viewer, cursor: int | None = None) -> Page[Like]:
+    """Who liked a post, newest like first, paged on the like's id; leaves out accounts the
+    viewer blocks (as every list does)."""
+    likes = Like.objects.filter(post_id=post.id).select_related("user")
+    if viewer.is_authenticated:
+        likes = likes.exclude(user_id__in=visibility.blocked_ids(viewer.id))
+    return _newest_first(likes, cursor)
+
+
+def likes_of(user: User, cursor: int | None = None) -> Page[Like]:
+    """One's own Likes tab: the posts `user` liked, newest like first, as their profile would
+    show them (visibility.on_pages_for: hidden posts only their own, nothing by an account they
+    block)."""
+    shown = Post.objects.filter(
+        visibility.on_pages_for(user.id, staff=user.is_staff), is_deleted=False
+    ).values("id")
+    likes = Like.objects.filter(user_id=user.id, post_id__in=shown).select_related(
+        "post__author", "post__parent__author"
+    )
+    return _newest_first(likes, cursor)
+
+
+def _newest_first[T: (Like, Repost)](likes: QuerySet[T], cursor: int | None) -> Page[T]:
+    if cursor is not None:
+        likes = likes.filter(id__lt=cursor)
+    size = settings.PAGE_SIZE
+    return make_page(list(likes.order_by("-id")[: size + 1]), size)
