@@ -18,6 +18,7 @@ from microblog.stream.events import (
     FiltersChangedEvent,
     PostEvent,
     RepliesChangedEvent,
+    UnreadChangedEvent,
     parse,
 )
 from tests.stream.helpers import (
@@ -115,6 +116,7 @@ def test_event_payloads_round_trip_and_malformed_ones_are_skipped() -> None:
     assert '"id":"383707940417685241"' in event.for_browser()  # a string: beyond 2**53
     assert parse('{"filters_of": 4}') == FiltersChangedEvent(4)
     assert parse('{"replies_of": 9}') == RepliesChangedEvent(9)
+    assert parse('{"unread_of": 5}') == UnreadChangedEvent(5)
     for bad in ["", "nope", "[]", '{"id": "x"}', '{"author": 1}', "null"]:
         assert parse(bad) is None
 
@@ -135,8 +137,13 @@ def test_post_create_notifies_after_commit(alice, bob) -> None:
             # Nothing before the commit.
             assert list(listener.notifies(timeout=0.2)) == []
         reply = post_create(author=bob, content="re", parent_id=post.id)
-        received = [parse(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
-    assert received == [PostEvent(post.id, alice.id, None), PostEvent(reply.id, bob.id, post.id)]
+        received = [parse(n.payload) for n in listener.notifies(timeout=2, stop_after=3)]
+    # The reply also told alice (a notification): her open pages update their unread count.
+    assert received == [
+        PostEvent(post.id, alice.id, None),
+        UnreadChangedEvent(alice.id),
+        PostEvent(reply.id, bob.id, post.id),
+    ]
 
 
 # --- `?since=`: the posts behind the "N new posts" button ------------------------------------
