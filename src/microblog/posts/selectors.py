@@ -50,6 +50,16 @@ class Thread:
     # by an account the viewer blocks.
     withheld: dict[int, str] = field(default_factory=dict)
 
+    def reply_posts(self) -> list[Post]:
+        """Every reply this page shows, at every depth (their cards are looked up together)."""
+        found: list[Post] = []
+        stack = list(reversed(self.replies.items))
+        while stack:
+            node = stack.pop()
+            found.append(node.post)
+            stack.extend(reversed(node.children))
+        return found
+
 
 def _with_blocks(posts: QuerySet[Post], viewer: Viewer) -> QuerySet[Post]:
     """Annotates `author_blocked` (the viewer blocks the author) and `author_blocks_viewer`."""

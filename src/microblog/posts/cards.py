@@ -1,0 +1,228 @@
+"""The post card, rendered once per content and reused by every reader (core.fragments).
+
+A card is three kinds of HTML:
+
+1. **The cached fragment** (`posts/_card.html`): everything that is the same for every reader
+   who may see the post. It is rendered from a `CardView` alone, the tuple of every value it
+   shows, which is also its cache key: a template that tried to show something else would have
+   nothing to show it from. `card_view()` is the one place that decides what goes in.
+2. **The relative time** ("3m", "2d"), which changes with the clock, not with the post: computed
+   on every render and put between the fragment's first two parts. The fragment keeps the
+   absolute time (`datetime` and `title` of the `<time>` element), so it never needs to expire.
+3. **The reader's actions** (Delete for the author, Report for other signed-in readers), after
+   the reply count: they depend on who reads, so they are never cached.
+
+Who may see a post is decided before any card is asked for (the page's selector and
+timelines.visibility); the cache never decides it and holds nothing a reader could not be shown
+by the page that asked.
+
+    <article ...>  ...  <time ...>[relative time]</time> ... reply count [actions]</footer></div></article>
+    `------------ part 1 ------------'            `---- part 2 ----'          `-------- part 3 --------'
+"""
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.template import engines
+from django.utils import timezone
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
+
+from microblog.core.fragments import FragmentCache, LocalLRU, RedisStore
+from microblog.core.jinja import reltime
+from microblog.ops import metrics
+from microblog.posts.models import Post
+
+TEMPLATE = "posts/_card.html"
+# Where the fragment's template leaves room for what is rendered per request. HTML comments:
+# the escaped text of a post or a name can never contain "<!--", so the first occurrence of
+# each marker is the template's own.
+TIME_MARK = Markup("<!--mb:time-->")
+ACTIONS_MARK = Markup("<!--mb:actions-->")
+
+
+class ParentLine(NamedTuple):
+    """The "Replying to ..." line: the parent's id and its author's name, None when the parent
+    or its author is gone (the line says so)."""
+
+    parent_id: int
+    parent_shown: bool  # False: the parent was deleted ("Replying to a deleted post")
+    parent_author: str | None
+
+
+class CardView(NamedTuple):
+    """Everything the cached part of a post card shows, and so its cache key. Add a field here
+    when the card shows something new (e.g. likes_count, reposts_count, or stored mention and
+    hashtag links when the content's HTML is made from more than `content`): the fragment is
+    rendered from this tuple only, and any value that differs gives a different fragment."""
+
+    id: int
+    featured: bool  # the thread page's main post (a class)
+    deleted: bool  # a placeholder: "This post was deleted." and its reply count, nothing else
+    reply_count: int  # as this page counts them (a thread counts what this reader can open)
+    author: str | None  # the author's username; None: the account was deleted
+    created_at: datetime | None  # shown absolute in the fragment (relative text added per render)
+    content: str
+    hidden: bool  # hidden by moderation (only its author and staff get this far)
+    awaiting_review: bool  # hidden with reports still open: "waiting for review"
+    parent: ParentLine | None  # None: no "Replying to" line on this card
+
+
+def card_view(post: Post, show_parent: bool = True, featured: bool = False) -> CardView:
+    """The one place that reads a post for its card: every value the fragment shows."""
+    if post.is_deleted:
+        return CardView(post.id, featured, True, post.reply_count, None, None, "", False, False, None)
+    author = post.author
+    parent = None
+    if show_parent and post.parent_id:
+        parent_post = post.parent  # loaded with the post (select_related) where lists show it
+        if parent_post is not None and not parent_post.is_deleted:
+            parent_author = parent_post.author
+            parent = ParentLine(
+                post.parent_id, True, parent_author.username if parent_author else None
+            )
+        else:
+            parent = ParentLine(post.parent_id, False, None)
+    return CardView(
+        post.id,
+        featured,
+        False,
+        post.reply_count,
+        author.username if author is not None else None,
+        post.created_at,
+        post.content,
+        post.is_hidden,
+        post.is_hidden and post.open_reports > 0,
+        parent,
+    )
+
+
+Fragment = tuple[str, str, str]
+
+
+def _template() -> Any:
+    # The Jinja2 template itself, rendered with the card alone: no request, no reader.
+    return engines["jinja2"].get_template(TEMPLATE).template  # type: ignore[attr-defined]
+
+
+def render_fragment(card: CardView) -> Fragment:
+    html = _template().render(card=card, TIME_MARK=TIME_MARK, ACTIONS_MARK=ACTIONS_MARK)
+    head, _, rest = html.partition(TIME_MARK)
+    middle, _, tail = rest.partition(ACTIONS_MARK)
+    return head, middle, tail
+
+
+def _encode(fragment: Fragment) -> bytes:
+    return "\x00".join(fragment).encode()
+
+
+def _decode(raw: bytes) -> Fragment:
+    head, middle, tail = raw.decode().split("\x00", 2)
+    return head, middle, tail
+
+
+def _size(fragment: Fragment) -> int:
+    return len(fragment[0]) + len(fragment[1]) + len(fragment[2])
+
+
+@cache
+def _template_version() -> str:
+    """The shared level's keys change with the template's source and this module's fields."""
+    source = engines["jinja2"].env.loader.get_source(  # type: ignore[attr-defined]
+        engines["jinja2"].env,  # type: ignore[attr-defined]
+        TEMPLATE,
+    )[0]
+    shape = repr((CardView._fields, ParentLine._fields, str(TIME_MARK), str(ACTIONS_MARK)))
+    return hashlib.blake2b((source + shape).encode(), digest_size=6).hexdigest()
+
+
+@cache
+def fragment_cache() -> FragmentCache:
+    """Built on first use from settings (tests that change them call fragment_cache.cache_clear)."""
+    local_bytes = settings.FRAGMENT_CACHE_LOCAL_BYTES
+    shared = None
+    if settings.FRAGMENT_CACHE_SHARED == "redis" and settings.REDIS_URL:
+        shared = RedisStore(
+            settings.REDIS_URL,
+            prefix=settings.FRAGMENT_CACHE_KEY_PREFIX,
+            ttl_seconds=settings.FRAGMENT_CACHE_SHARED_TTL_SECONDS,
+            retry_seconds=settings.FRAGMENT_CACHE_SHARED_RETRY_SECONDS,
+        )
+    return FragmentCache(
+        name="post_card",
+        render=render_fragment,
+        encode=_encode,
+        decode=_decode,
+        size=_size,
+        version=_template_version,
+        local=LocalLRU(local_bytes) if local_bytes > 0 else None,
+        shared=shared,
+        observe=metrics.observe_fragments,
+    )
+
+
+def _actions(post: Post, reader: Any) -> str:
+    """The reader's own links on a card: never cached."""
+    if reader is None or not reader.is_authenticated or post.is_deleted:
+        return ""
+    if post.author_id == reader.id:
+        return f'\n      <a href="/posts/{post.id}/delete" class="action action-danger">Delete</a>'
+    return f'\n      <a href="/posts/{post.id}/report" class="action">Report</a>'
+
+
+def _reader(context: Context) -> Any:
+    request = context.get("request")
+    return getattr(request, "user", None)
+
+
+def cards(
+    posts: Sequence[Post],
+    reader: Any,
+    show_parent: bool = True,
+    featured: bool = False,
+    now: datetime | None = None,
+) -> list[Markup]:
+    """The cards of `posts`, in order, for `reader` (their actions), from one cache lookup."""
+    if not posts:
+        return []
+    views = [card_view(post, show_parent, featured) for post in posts]
+    fragments = fragment_cache().get_many(views, use_shared=len(views) > 1)
+    now = now or timezone.now()
+    shown = []
+    for post, view, (head, middle, tail) in zip(posts, views, fragments, strict=True):
+        when = reltime(view.created_at, now) if view.created_at is not None else ""
+        shown.append(Markup(head + when + middle + _actions(post, reader) + tail))
+    return shown
+
+
+@pass_context
+def post_card(
+    context: Context, post: Post, show_parent: bool = True, featured: bool = False
+) -> Markup:
+    """`{{ post_card(post) }}` in a template: one card."""
+    return cards([post], _reader(context), show_parent, featured)[0]
+
+
+@pass_context
+def post_cards(context: Context, posts: Iterable[Post], show_parent: bool = True) -> list[Markup]:
+    """`{% for card in post_cards(page.items) %}`: a list's cards from one cache lookup (one
+    round trip to the shared level, when there is one, for the cards this process lacks)."""
+    return cards(list(posts), _reader(context), show_parent)
+
+
+@pass_context
+def post_cards_by_id(
+    context: Context, posts: Iterable[Post], show_parent: bool = True
+) -> dict[int, Markup]:
+    """The cards of a thread's replies, by post id, from one cache lookup (the reply tree
+    template places them)."""
+    listed = list(posts)
+    return {
+        post.id: card
+        for post, card in zip(listed, cards(listed, _reader(context), show_parent), strict=True)
+    }
