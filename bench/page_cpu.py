@@ -64,7 +64,8 @@ FLOOR_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
 <body><main><article id="post-{{ post.id }}"><p>{{ post.content }}</p>
 <time datetime="{{ post.created_at.isoformat() }}">{{ post.created_at }}</time></article>
-{% if request.user is defined and request.user.is_authenticated %}<p>Signed in as {{ request.user.username }}</p>{% endif %}
+{% if request.user is defined and request.user.is_authenticated -%}
+<p>Signed in as {{ request.user.username }}</p>{% endif %}
 </main></body></html>
 """
 
@@ -85,9 +86,9 @@ def install_floor(post_id: int) -> None:
 
     from microblog.posts.models import Post
 
-    template = next(
-        e for e in engines.all() if e.__class__.__name__ == "Jinja2"
-    ).from_string(FLOOR_TEMPLATE)
+    template = next(e for e in engines.all() if e.__class__.__name__ == "Jinja2").from_string(
+        FLOOR_TEMPLATE
+    )
 
     def floor(request: HttpRequest) -> HttpResponse:
         post = Post.objects.get(pk=post_id)

@@ -426,7 +426,9 @@ RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "microblog:rl:")
 # instance also shares them (FRAGMENT_CACHE_SHARED=none turns that off). The expiry only
 # bounds Redis's memory.
 FRAGMENT_CACHE_LOCAL_BYTES = env_int("FRAGMENT_CACHE_LOCAL_BYTES", 16 * 1024 * 1024)
-FRAGMENT_CACHE_SHARED = os.environ.get("FRAGMENT_CACHE_SHARED") or ("redis" if REDIS_URL else "none")
+FRAGMENT_CACHE_SHARED = os.environ.get("FRAGMENT_CACHE_SHARED") or (
+    "redis" if REDIS_URL else "none"
+)
 FRAGMENT_CACHE_SHARED_TTL_SECONDS = env_int("FRAGMENT_CACHE_SHARED_TTL_SECONDS", 86400)
 FRAGMENT_CACHE_SHARED_RETRY_SECONDS = float(
     os.environ.get("FRAGMENT_CACHE_SHARED_RETRY_SECONDS", "10")

@@ -110,8 +110,7 @@ FRAGMENT_CACHE_RENDERED_BYTES = Counter(
 )
 FRAGMENT_CACHE_LOCAL_BYTES = Gauge(
     "microblog_fragment_cache_local_bytes",
-    "Characters of HTML held by the processes' local fragment caches (summed over live "
-    "processes).",
+    "Characters of HTML held by the processes' local fragment caches (summed over live processes).",
     ["fragment"],
     multiprocess_mode="livesum",
 )
