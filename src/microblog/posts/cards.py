@@ -27,6 +27,8 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.template import engines
 from django.utils import timezone
 from jinja2 import pass_context
@@ -166,6 +168,14 @@ def fragment_cache() -> FragmentCache:
         shared=shared,
         observe=metrics.observe_fragments,
     )
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    """Tests that change the cache's settings get a cache built from them."""
+    if setting.startswith("FRAGMENT_CACHE_") or setting in {"REDIS_URL", "TEMPLATES"}:
+        fragment_cache.cache_clear()
+        _template_version.cache_clear()
 
 
 def _actions(post: Post, reader: Any) -> str:
