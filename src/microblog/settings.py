@@ -117,7 +117,11 @@ TEMPLATES = [
             "environment": "microblog.core.jinja.environment",
             "autoescape": True,
             # `csp_nonce`, for the `csp_nonce_attr()` global (core.jinja).
-            "context_processors": ["django.template.context_processors.csp"],
+            "context_processors": [
+                "django.template.context_processors.csp",
+                # csrf_input and csrf_token masked once per request, not once per use.
+                "microblog.core.jinja.csrf_once",
+            ],
         },
     },
     {

@@ -10,6 +10,9 @@ from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.template.backends.utils import csrf_input
 from django.templatetags.static import static as django_static
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
@@ -160,6 +163,36 @@ def linkify(text: str) -> Markup:
         last = end
     parts.append(escape(text[last:]))
     return Markup("").join(parts)
+
+
+class _OncePerRequest:
+    """A template value computed on first use and then kept for the rest of the request."""
+
+    __slots__ = ("_compute", "_request", "_value")
+
+    def __init__(self, compute: Any, request: HttpRequest) -> None:
+        self._compute = compute
+        self._request = request
+        self._value: str | None = None
+
+    def __html__(self) -> str:
+        if self._value is None:
+            self._value = self._compute(self._request)
+        return self._value
+
+    __str__ = __html__
+
+
+def csrf_once(request: HttpRequest) -> dict[str, Any]:
+    """`csrf_input` and `csrf_token` for Jinja2 pages, masked once per request. Django's Jinja2
+    backend gives lazy values that mask the token again on every use (32 random characters
+    each time); a page with a compose form and the log-out button used it twice. One masked
+    token per response is what Django's own template tag gives a page (BREACH protection is
+    per response). Still lazy: a page that shows no form does not touch the CSRF cookie."""
+    return {
+        "csrf_input": _OncePerRequest(csrf_input, request),
+        "csrf_token": _OncePerRequest(get_token, request),
+    }
 
 
 @pass_context

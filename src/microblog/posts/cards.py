@@ -178,11 +178,11 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
         _template_version.cache_clear()
 
 
-def _actions(post: Post, reader: Any) -> str:
+def _actions(post: Post, reader_id: int | None) -> str:
     """The reader's own links on a card: never cached."""
-    if reader is None or not reader.is_authenticated or post.is_deleted:
+    if reader_id is None or post.is_deleted:
         return ""
-    if post.author_id == reader.id:
+    if post.author_id == reader_id:
         return f'\n      <a href="/posts/{post.id}/delete" class="action action-danger">Delete</a>'
     return f'\n      <a href="/posts/{post.id}/report" class="action">Report</a>'
 
@@ -205,12 +205,14 @@ def cards(
     views = [card_view(post, show_parent, featured) for post in posts]
     fragments = fragment_cache().get_many(views, use_shared=len(views) > 1)
     now = now or timezone.now()
+    # Read once: request.user is a lazy object, each attribute read goes through it.
+    reader_id = reader.id if reader is not None and reader.is_authenticated else None
     shown = []
     for post, view, (head, middle, tail) in zip(posts, views, fragments, strict=True):
         when = reltime(view.created_at, now) if view.created_at is not None else ""
         # The parts come from the autoescaping template; the time and the actions are made of
         # digits, letters and the post's integer id.
-        shown.append(Markup(head + when + middle + _actions(post, reader) + tail))  # noqa: S704
+        shown.append(Markup(head + when + middle + _actions(post, reader_id) + tail))  # noqa: S704
     return shown
 
 
