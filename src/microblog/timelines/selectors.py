@@ -136,7 +136,19 @@ def for_you_pull_query(user: User) -> QuerySet[Post]:
 
 
 def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
-    return _newest_first(for_you_pull_query(user), cursor)
+    """For You from the pull query (readers whose stored feed is not kept), compiled once per
+    process (core.sqlcache): a returning reader's pages come from here until the rebuild job
+    has run."""
+    upper = cursor if cursor is not None else MAX_ID
+    return make_page(sqlcache.fetch(_pull_page, user.id, upper), settings.PAGE_SIZE)
+
+
+def _pull_page(user_id: int, upper: int) -> QuerySet[Post]:
+    return (
+        Post.objects.select_related("author")
+        .filter(visibility.for_you_of(user_id), id__lt=upper)
+        .order_by("-id")[: settings.PAGE_SIZE + 1]
+    )
 
 
 def following(user: User, cursor: int | None = None) -> Page[Post]:
