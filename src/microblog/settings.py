@@ -104,6 +104,7 @@ JINJA_GLOBALS = {
     "post_card": "microblog.posts.cards.post_card",
     "post_cards": "microblog.posts.cards.post_cards",
     "post_cards_by_id": "microblog.posts.cards.post_cards_by_id",
+    "profile_header_parts": "microblog.accounts.headers.profile_header_parts",
 }
 WSGI_APPLICATION = "microblog.wsgi.application"
 

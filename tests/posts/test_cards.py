@@ -278,9 +278,9 @@ def instance(settings: Any) -> FragmentCache:
     return FragmentCache(
         name="post_card",
         render=cards.render_fragment,
-        encode=cards._encode,
-        decode=cards._decode,
-        size=cards._size,
+        encode=cards.encode_parts,
+        decode=cards.decode_parts,
+        size=cards.parts_size,
         version=cards._template_version,
         local=LocalLRU(1 << 20),
         shared=RedisStore(
@@ -346,3 +346,30 @@ def test_metrics_report_fragments(alice, bob, make_post, client_for):
         metrics,
     )
     assert 'microblog_fragment_cache_local_bytes{fragment="post_card"}' in metrics
+
+
+# --- The profile header's shared part (accounts.headers) ----------------------------------------
+
+
+def header_html(page: str) -> str:
+    match = re.search(r'<section class="card profile-header">.*?</section>', page, re.DOTALL)
+    return match.group(0) if match else ""
+
+
+def test_the_profile_header_follows_counts_and_bio(alice, bob, make_user, make_post, client_for):
+    from microblog.accounts.services import user_update_profile
+    from microblog.follows.services import follow_create
+
+    client = client_for(alice)
+    before = header_html(get(client, "/@bob"))
+    assert "<strong>0</strong> followers" in before and "Follow</button>" in before
+    follow_create(follower=alice, followed=bob)
+    make_post(bob, "one more post")
+    user_update_profile(user=bob, description="a new bio")
+    after = header_html(get(client, "/@bob"))
+    assert "<strong>1</strong> follower<" in after
+    assert "<strong>1</strong> post<" in after
+    assert "a new bio" in after
+    assert "Unfollow</button>" in after  # the reader's own button, rendered around the cache
+    as_bob = header_html(get(client_for(bob), "/@bob"))
+    assert "Edit profile" in as_bob and "Unfollow" not in as_bob and "a new bio" in as_bob

@@ -121,16 +121,17 @@ def render_fragment(card: CardView) -> Fragment:
     return head, middle, tail
 
 
-def _encode(fragment: Fragment) -> bytes:
+def encode_parts(fragment: Fragment) -> bytes:
+    """A fragment's three parts as the shared level's bytes (NUL never occurs in our HTML)."""
     return "\x00".join(fragment).encode()
 
 
-def _decode(raw: bytes) -> Fragment:
+def decode_parts(raw: bytes) -> Fragment:
     head, middle, tail = raw.decode().split("\x00", 2)
     return head, middle, tail
 
 
-def _size(fragment: Fragment) -> int:
+def parts_size(fragment: Fragment) -> int:
     return len(fragment[0]) + len(fragment[1]) + len(fragment[2])
 
 
@@ -160,9 +161,9 @@ def fragment_cache() -> FragmentCache:
     return FragmentCache(
         name="post_card",
         render=render_fragment,
-        encode=_encode,
-        decode=_decode,
-        size=_size,
+        encode=encode_parts,
+        decode=decode_parts,
+        size=parts_size,
         version=_template_version,
         local=LocalLRU(local_bytes) if local_bytes > 0 else None,
         shared=shared,
