@@ -202,8 +202,6 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     """
     parents, cut = ancestors(post, viewer)
     size = settings.PAGE_SIZE
-    rule = on_pages(viewer)
-    visible = with_reply_counts(Post.objects.select_related("author").filter(rule), rule)
     # The first level through core.sqlcache: one compiled shape per kind of viewer.
     after = cursor if cursor is not None else 0
     build, viewer_args = by_viewer_kind(
@@ -214,10 +212,17 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
     level = nodes
+    visible = None
     for depth in range(2, settings.THREAD_MAX_DEPTH + 1):
         parent_ids = [n.post.id for n in level if n.post.reply_count > 0]
         if not parent_ids:
             break
+        if visible is None:
+            # Built only for a thread with deeper levels: building this QuerySet (the reader's
+            # rule twice, once in the reply-count subquery) was a fifth of the CPU of a thread
+            # page whose replies have no replies (docs/benchmarks.md, "Issue 15").
+            rule = on_pages(viewer)
+            visible = with_reply_counts(Post.objects.select_related("author").filter(rule), rule)
         children = (
             visible.filter(parent_id__in=parent_ids)
             .annotate(
