@@ -110,7 +110,10 @@ class RedisStore:
         if not self._usable():
             return [None] * len(keys)
         try:
-            found: list[bytes | None] = self.client.mget([self.prefix + k for k in keys])
+            # A client made without decode_responses returns bytes (or None for a miss).
+            found: list[bytes | None] = self.client.mget(  # type: ignore[assignment]
+                [self.prefix + k for k in keys]
+            )
         except self.errors as error:
             self._failed(error)
             return [None] * len(keys)
