@@ -18,6 +18,17 @@ One tree under cProfile (top 40 functions of each page on stderr):
 
 The fixture is the one bench/load_setup.py writes (readers, the celebrity, the 200-reply thread).
 Production settings: DEBUG=0, rate limits off, request log at WARNING (as `make bench`).
+
+**The floor** (`floor`, `floor_signed_out`; always measured, whatever --pages says): what Django
+itself costs here. A minimal view added by this script (not by the tree, so every tree is
+measured against the same floor) at `/__floor`, behind the tree's own settings and middleware
+stack (so signed in it pays the session and user reads, as every page does), reads one post row
+through the ORM and renders a small Jinja2 template through the same template engine. Every page
+is reported in CPU microseconds per request and as a ratio to the floor of the same process, so
+the ratio does not move with the machine's load as much as the absolute figure. `floor_bare` is
+the same view through a handler with no middleware at all: Django's own request handling, one
+ORM read and the template; the difference to `floor_signed_out` is what the middleware stack
+costs every request.
 """
 
 import argparse
@@ -28,9 +39,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PAGES = (
+    "floor",
+    "floor_signed_out",
+    "floor_bare",
     "up",
     "for_you",
     "for_you_p2",
@@ -51,6 +66,50 @@ PAGES = (
     "notifications_celebrity",
 )
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters: an unmasked CSRF secret
+FLOOR_PAGES = ("floor", "floor_signed_out", "floor_bare")
+FLOOR_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
+<body><main><article id="post-{{ post.id }}"><p>{{ post.content }}</p>
+<time datetime="{{ post.created_at.isoformat() }}">{{ post.created_at }}</time></article>
+{% if request.user is defined and request.user.is_authenticated -%}
+<p>Signed in as {{ request.user.username }}</p>{% endif %}
+</main></body></html>
+"""
+
+
+def floor_of(page: str) -> str:
+    """The floor a page is compared with: signed out against signed out."""
+    return "floor_signed_out" if page.endswith(("signed_out", "_bare")) else "floor"
+
+
+def install_floor(post_id: int) -> None:
+    """Adds `/__floor` in front of the tree's URLconf: one row read, one small Jinja2 template."""
+    import types
+
+    from django.conf import settings
+    from django.http import HttpRequest, HttpResponse
+    from django.template import engines
+    from django.urls import clear_url_caches, include, path
+
+    from microblog.posts.models import Post
+
+    template = next(e for e in engines.all() if e.__class__.__name__ == "Jinja2").from_string(
+        FLOOR_TEMPLATE
+    )
+
+    def floor(request: HttpRequest) -> HttpResponse:
+        post = Post.objects.get(pk=post_id)
+        return HttpResponse(template.render({"title": "Floor", "post": post}, request))
+
+    module = types.ModuleType("page_cpu_floor_urls")
+    root = __import__(settings.ROOT_URLCONF, fromlist=["urlpatterns"])
+    module.urlpatterns = [path("__floor", floor), path("", include(settings.ROOT_URLCONF))]  # type: ignore[attr-defined]
+    for handler in ("handler400", "handler403", "handler404", "handler500"):
+        if hasattr(root, handler):
+            setattr(module, handler, getattr(root, handler))
+    sys.modules[module.__name__] = module
+    settings.ROOT_URLCONF = module.__name__
+    clear_url_caches()
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -87,7 +146,14 @@ def worker(args: argparse.Namespace) -> None:
     from microblog.accounts.models import User
 
     fixture = json.loads(Path(args.fixture).read_text())
+    install_floor(int(fixture["thread_id"]))
     app = get_wsgi_application()
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    stack, settings.MIDDLEWARE = settings.MIDDLEWARE, []
+    bare_app = WSGIHandler()  # reads MIDDLEWARE once, here
+    settings.MIDDLEWARE = stack
     names = fixture["readers"][: args.users]
     cookies = []
     for user in User.objects.filter(username__in=names):
@@ -121,9 +187,13 @@ def worker(args: argparse.Namespace) -> None:
             env["CONTENT_LENGTH"] = str(len(body))
         return env
 
-    def call(path: str, cookie: str | None, body: bytes = b"") -> tuple[str, bytes]:
+    def call(
+        path: str, cookie: str | None, body: bytes = b"", handler: Any = None
+    ) -> tuple[str, bytes]:
         status: list[str] = []
-        chunks = app(environ(path, cookie, body), lambda s, h, e=None: status.append(s))
+        chunks = (handler or app)(
+            environ(path, cookie, body), lambda s, h, e=None: status.append(s)
+        )
         try:
             content = b"".join(chunks)
         finally:
@@ -147,6 +217,12 @@ def worker(args: argparse.Namespace) -> None:
 
     def request(page: str, n: int) -> tuple[str, bytes]:
         cookie = cookies[n % len(cookies)]
+        if page == "floor":
+            return call("/__floor", cookie)
+        if page == "floor_signed_out":
+            return call("/__floor", None)
+        if page == "floor_bare":
+            return call("/__floor", None, handler=bare_app)
         if page == "up":
             return call("/up", cookie)
         if page == "for_you":
@@ -201,7 +277,8 @@ def worker(args: argparse.Namespace) -> None:
             import cProfile
             import pstats
 
-            profiler = cProfile.Profile()
+            # CPU time, not wall time: waits on PostgreSQL and for the cores are left out.
+            profiler = cProfile.Profile(time.process_time)
             profiler.enable()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for n in range(args.requests):
@@ -239,6 +316,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.pages = [p for p in args.pages.split(",") if p]
+    # The floor is measured in every run, first, so every page has its ratio to it.
+    args.pages = [*FLOOR_PAGES, *(p for p in args.pages if p not in FLOOR_PAGES)]
     for page in args.pages:
         if page not in PAGES:
             sys.exit(f"unknown page {page}; known: {', '.join(PAGES)}")
@@ -293,7 +372,8 @@ def main() -> None:
     }
     print(
         f"\nCPU per request (us): median of {args.rounds} rounds, ratio to the first tree "
-        f"(and the fastest round); load average {min(loads):.2f}-{max(loads):.2f}"
+        f"(and the fastest round), and to the floor of the same process (median of the rounds' "
+        f"ratios); load average {min(loads):.2f}-{max(loads):.2f}"
     )
     print("| page | " + " | ".join(trees) + " |")
     print("|---|" + "---|" * len(trees))
@@ -301,19 +381,31 @@ def main() -> None:
         cells = []
         base_cpu = statistics.median(s["cpu_us"] for s in samples[base][page])
         base_low = min(s["cpu_us"] for s in samples[base][page])
+        floor_page = floor_of(page)
         for tree in trees:
             cpu = statistics.median(s["cpu_us"] for s in samples[tree][page])
             low = min(s["cpu_us"] for s in samples[tree][page])
             wall = statistics.median(s["wall_us"] for s in samples[tree][page])
+            floor_ratios = [
+                s["cpu_us"] / f["cpu_us"]
+                for s, f in zip(samples[tree][page], samples[tree][floor_page], strict=True)
+            ]
+            floor_ratio = statistics.median(floor_ratios)
             report["trees"].setdefault(tree, {})[page] = {
                 "cpu_us": round(cpu),
                 "cpu_us_min": round(low),
                 "wall_us": round(wall),
                 "cpu_ratio": round(cpu / base_cpu, 3),
                 "cpu_ratio_min": round(low / base_low, 3),
+                "floor": floor_page,
+                "floor_ratio": round(floor_ratio, 2),
                 "rounds_cpu_us": [round(s["cpu_us"]) for s in samples[tree][page]],
+                "rounds_floor_ratio": [round(r, 2) for r in floor_ratios],
             }
-            cells.append(f"{cpu:,.0f} x{cpu / base_cpu:.2f} (min {low:,.0f} x{low / base_low:.2f})")
+            cells.append(
+                f"{cpu:,.0f} x{cpu / base_cpu:.2f} (min {low:,.0f} x{low / base_low:.2f}) "
+                f"= {floor_ratio:.1f}x floor"
+            )
         print(f"| {page} | " + " | ".join(cells) + " |")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))

@@ -101,6 +101,15 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "microblog.urls"
+
+# Template functions of the apps (core.jinja imports no app): the post card and the profile
+# header, rendered through the fragment cache (core.fragments).
+JINJA_GLOBALS = {
+    "post_card": "microblog.posts.cards.post_card",
+    "post_cards": "microblog.posts.cards.post_cards",
+    "post_cards_by_id": "microblog.posts.cards.post_cards_by_id",
+    "profile_header_parts": "microblog.accounts.headers.profile_header_parts",
+}
 WSGI_APPLICATION = "microblog.wsgi.application"
 
 TEMPLATES = [
@@ -113,7 +122,11 @@ TEMPLATES = [
             "environment": "microblog.core.jinja.environment",
             "autoescape": True,
             # `csp_nonce`, for the `csp_nonce_attr()` global (core.jinja).
-            "context_processors": ["django.template.context_processors.csp"],
+            "context_processors": [
+                "django.template.context_processors.csp",
+                # csrf_input and csrf_token masked once per request, not once per use.
+                "microblog.core.jinja.csrf_once",
+            ],
         },
     },
     {
@@ -421,6 +434,20 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 REDIS_URL = os.environ.get("REDIS_URL", "")
 RATELIMIT_STORE = os.environ.get("RATELIMIT_STORE") or ("redis" if REDIS_URL else "database")
 RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "microblog:rl:")
+# Rendered fragments (post cards, profile headers) cached by what they show (core.fragments,
+# docs/architecture.md "Fragment cache"): never stale, so no setting here affects correctness.
+# Each process keeps up to FRAGMENT_CACHE_LOCAL_BYTES of HTML (0: none); with Redis, every
+# instance also shares them (FRAGMENT_CACHE_SHARED=none turns that off). The expiry only
+# bounds Redis's memory.
+FRAGMENT_CACHE_LOCAL_BYTES = env_int("FRAGMENT_CACHE_LOCAL_BYTES", 16 * 1024 * 1024)
+FRAGMENT_CACHE_SHARED = os.environ.get("FRAGMENT_CACHE_SHARED") or (
+    "redis" if REDIS_URL else "none"
+)
+FRAGMENT_CACHE_SHARED_TTL_SECONDS = env_int("FRAGMENT_CACHE_SHARED_TTL_SECONDS", 86400)
+FRAGMENT_CACHE_SHARED_RETRY_SECONDS = float(
+    os.environ.get("FRAGMENT_CACHE_SHARED_RETRY_SECONDS", "10")
+)
+FRAGMENT_CACHE_KEY_PREFIX = os.environ.get("FRAGMENT_CACHE_KEY_PREFIX", "microblog:frag:")
 # With Redis, the cache is shared by every instance too (a cache entry cannot depend on which
 # instance served a request); without it each process keeps its own small in-memory cache.
 if REDIS_URL:

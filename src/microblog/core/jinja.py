@@ -6,14 +6,19 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.http import HttpRequest
+from django.middleware.csrf import get_token
+from django.template.backends.utils import csrf_input
 from django.templatetags.static import static as django_static
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.csp import CONTEXT_KEY as CSP_CONTEXT_KEY
 from django.utils.html import format_html
+from django.utils.module_loading import import_string
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
@@ -222,6 +227,36 @@ def link_words(text: str, mentioned: str, start: int = 0, end: int | None = None
     return Markup("").join(parts)
 
 
+class _OncePerRequest:
+    """A template value computed on first use and then kept for the rest of the request."""
+
+    __slots__ = ("_compute", "_request", "_value")
+
+    def __init__(self, compute: Any, request: HttpRequest) -> None:
+        self._compute = compute
+        self._request = request
+        self._value: str | None = None
+
+    def __html__(self) -> str:
+        if self._value is None:
+            self._value = self._compute(self._request)
+        return self._value
+
+    __str__ = __html__
+
+
+def csrf_once(request: HttpRequest) -> dict[str, Any]:
+    """`csrf_input` and `csrf_token` for Jinja2 pages, masked once per request. Django's Jinja2
+    backend gives lazy values that mask the token again on every use (32 random characters
+    each time); a page with a compose form and the log-out button used it twice. One masked
+    token per response is what Django's own template tag gives a page (BREACH protection is
+    per response). Still lazy: a page that shows no form does not touch the CSRF cookie."""
+    return {
+        "csrf_input": _OncePerRequest(csrf_input, request),
+        "csrf_token": _OncePerRequest(get_token, request),
+    }
+
+
 @pass_context
 def csp_nonce_attr(context: Context) -> str:
     """` nonce="..."` with this request's CSP nonce (the `csp` context processor puts it in the
@@ -232,7 +267,12 @@ def csp_nonce_attr(context: Context) -> str:
 
 
 def environment(**options: Any) -> Environment:
+    """The pages' environment. Globals that belong to the apps (the post card, posts.cards) are
+    named by dotted path in settings.JINJA_GLOBALS, so this module imports no app."""
     env = Environment(**options)  # noqa: S701 (autoescape is on in settings)
+    env.globals.update(
+        {name: import_string(path) for name, path in getattr(settings, "JINJA_GLOBALS", {}).items()}
+    )
     env.globals.update(
         {
             "url": url,

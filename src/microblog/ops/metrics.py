@@ -95,6 +95,60 @@ CACHE_REQUESTS = Counter(
 CACHE_HITS = CACHE_REQUESTS.labels(result="hit")
 CACHE_MISSES = CACHE_REQUESTS.labels(result="miss")
 
+# --- Fragment cache (core.fragments; counted once per page, not per fragment) ----------------
+
+FRAGMENT_CACHE_FRAGMENTS = Counter(
+    "microblog_fragment_cache_fragments_total",
+    "Cached fragments asked for (post cards, profile headers), by kind and by where each came "
+    "from: local (this process), shared (Redis) or rendered (a miss in both).",
+    ["fragment", "source"],
+)
+FRAGMENT_CACHE_RENDERED_BYTES = Counter(
+    "microblog_fragment_cache_rendered_bytes_total",
+    "Characters of HTML rendered on misses, by kind of fragment.",
+    ["fragment"],
+)
+FRAGMENT_CACHE_LOCAL_BYTES = Gauge(
+    "microblog_fragment_cache_local_bytes",
+    "Characters of HTML held by the processes' local fragment caches (summed over live processes).",
+    ["fragment"],
+    multiprocess_mode="livesum",
+)
+FRAGMENT_CACHE_LOCAL_ENTRIES = Gauge(
+    "microblog_fragment_cache_local_entries",
+    "Fragments held by the processes' local fragment caches (summed over live processes).",
+    ["fragment"],
+    multiprocess_mode="livesum",
+)
+_fragment_children: dict[str, tuple[Any, ...]] = {}
+
+
+def observe_fragments(name: str, lookup: Any, cache: Any) -> None:
+    """One batch of fragment lookups (core.fragments.Lookup): a few metric updates per page,
+    whatever the number of cards. The local size is written only when something was added."""
+    children = _fragment_children.get(name)
+    if children is None:
+        children = _fragment_children[name] = (
+            FRAGMENT_CACHE_FRAGMENTS.labels(fragment=name, source="local"),
+            FRAGMENT_CACHE_FRAGMENTS.labels(fragment=name, source="shared"),
+            FRAGMENT_CACHE_FRAGMENTS.labels(fragment=name, source="rendered"),
+            FRAGMENT_CACHE_RENDERED_BYTES.labels(fragment=name),
+            FRAGMENT_CACHE_LOCAL_BYTES.labels(fragment=name),
+            FRAGMENT_CACHE_LOCAL_ENTRIES.labels(fragment=name),
+        )
+    local, shared, rendered, rendered_bytes, local_bytes, local_entries = children
+    if lookup.local_hits:
+        local.inc(lookup.local_hits)
+    if lookup.shared_hits:
+        shared.inc(lookup.shared_hits)
+    if lookup.rendered:
+        rendered.inc(lookup.rendered)
+        rendered_bytes.inc(lookup.rendered_bytes)
+    if (lookup.rendered or lookup.shared_hits) and cache.local is not None:
+        local_bytes.set(cache.local.bytes)
+        local_entries.set(len(cache.local))
+
+
 # --- Streaming (for the streaming process) -------------------------------------------------
 
 STREAM_CONNECTIONS = Gauge(

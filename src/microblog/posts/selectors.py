@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import Coalesce, RowNumber
 
+from microblog.accounts.models import User
 from microblog.core import sqlcache
 from microblog.core.ids import is_id
 from microblog.core.pagination import Page, make_page
@@ -49,6 +50,32 @@ class Thread:
     # Ancestors shown as a notice instead of their content, by id: hidden by the moderators, or
     # by an account the viewer blocks.
     withheld: dict[int, str] = field(default_factory=dict)
+
+    def reply_posts(self) -> list[Post]:
+        """Every reply this page shows, at every depth (their cards are looked up together)."""
+        found: list[Post] = []
+        stack = list(reversed(self.replies.items))
+        while stack:
+            node = stack.pop()
+            found.append(node.post)
+            stack.extend(reversed(node.children))
+        return found
+
+
+# What a post card reads of its author (posts.cards.card_view): the author's other columns (the
+# password hash, counters, dates) are left unread, so building a page's authors costs less.
+CARD_AUTHOR_COLUMNS = ("author__username",)
+
+
+def with_card_authors(posts: QuerySet[Post]) -> QuerySet[Post]:
+    """Posts with their authors, loading only the author columns a card shows."""
+    return posts.select_related("author").defer(
+        *(
+            f"author__{field.name}"
+            for field in User._meta.concrete_fields
+            if f"author__{field.name}" not in CARD_AUTHOR_COLUMNS and not field.primary_key
+        )
+    )
 
 
 def _with_blocks(posts: QuerySet[Post], viewer: Viewer) -> QuerySet[Post]:
@@ -157,7 +184,7 @@ def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], boo
 
 
 def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post]:
-    replies = Post.objects.select_related("author").filter(visible, parent_id=post_id)
+    replies = with_card_authors(Post.objects.filter(visible, parent_id=post_id))
     replies = with_reply_counts(replies, visible)
     return replies.filter(id__gt=after).order_by("id")[: settings.PAGE_SIZE + 1]
 
@@ -192,8 +219,6 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     """
     parents, cut = ancestors(post, viewer)
     size = settings.PAGE_SIZE
-    rule = on_pages(viewer)
-    visible = with_reply_counts(Post.objects.select_related("author").filter(rule), rule)
     # The first level through core.sqlcache: one compiled shape per kind of viewer.
     after = cursor if cursor is not None else 0
     build, viewer_args = by_viewer_kind(
@@ -204,10 +229,17 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
     level = nodes
+    visible = None
     for depth in range(2, settings.THREAD_MAX_DEPTH + 1):
         parent_ids = [n.post.id for n in level if n.post.reply_count > 0]
         if not parent_ids:
             break
+        if visible is None:
+            # Built only for a thread with deeper levels: building this QuerySet (the reader's
+            # rule twice, once in the reply-count subquery) was a fifth of the CPU of a thread
+            # page whose replies have no replies (docs/benchmarks.md, "Issue 15").
+            rule = on_pages(viewer)
+            visible = with_reply_counts(Post.objects.select_related("author").filter(rule), rule)
         children = (
             visible.filter(parent_id__in=parent_ids)
             .annotate(

@@ -13,6 +13,7 @@ from microblog.accounts.models import User
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.posts.models import Post
+from microblog.posts.selectors import with_card_authors
 from microblog.timelines import fanout, visibility
 from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, REPOST_FEED, REPOSTS, USERS
 from microblog.timelines.visibility import Viewer, by_viewer_kind, on_pages_for
@@ -26,7 +27,7 @@ def posts_for_display() -> QuerySet[Post]:
 def top_level_posts() -> QuerySet[Post]:
     """Top-level posts with their authors: no parent to join (two joins fewer to build and run
     on every For You, All and profile page)."""
-    return Post.objects.select_related("author").filter(parent__isnull=True)
+    return with_card_authors(Post.objects.filter(parent__isnull=True))
 
 
 def _newest_first(queryset: QuerySet[Post], cursor: int | None) -> Page[Post]:
@@ -69,7 +70,7 @@ def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
     sql, params = _feed_ids_sql(user_id, upper, horizon, settings.PAGE_SIZE + 1)
     ids = RawSQL(sql, params)  # noqa: S611 (table names from models, values bound)
     # Stored entries and celebrities' merged posts are top-level posts only: no parent joins.
-    return Post.objects.select_related("author").filter(id__in=ids).order_by("-id")
+    return with_card_authors(Post.objects.filter(id__in=ids)).order_by("-id")
 
 
 def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[str, list[int]]:
@@ -185,7 +186,17 @@ def for_you_pull_query(user: User) -> QuerySet[Post]:
 
 
 def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
-    return _newest_first(for_you_pull_query(user), cursor)
+    """For You from the pull query (readers whose stored feed is not kept), compiled once per
+    process (core.sqlcache): a returning reader's pages come from here until the rebuild job
+    has run."""
+    upper = cursor if cursor is not None else MAX_ID
+    return make_page(sqlcache.fetch(_pull_page, user.id, upper), settings.PAGE_SIZE)
+
+
+def _pull_page(user_id: int, upper: int) -> QuerySet[Post]:
+    return with_card_authors(
+        Post.objects.filter(visibility.for_you_of(user_id), id__lt=upper)
+    ).order_by("-id")[: settings.PAGE_SIZE + 1]
 
 
 def following(user: User, cursor: int | None = None) -> Page[Post]:

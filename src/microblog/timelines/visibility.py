@@ -72,10 +72,15 @@ def muted_ids(viewer_id: int) -> QuerySet[Mute, int]:
 
 def heard_ids(user: User) -> QuerySet[Follow, int]:
     """The accounts whose posts reach the user's feeds: followed, less muted and blocked."""
+    return heard_ids_of(user.id)
+
+
+def heard_ids_of(user_id: int) -> QuerySet[Follow, int]:
+    """heard_ids() from the reader's id alone (compiled builders take ids, core.sqlcache)."""
     return (
-        Follow.objects.filter(follower_id=user.id)
-        .exclude(followed_id__in=muted_ids(user.id))
-        .exclude(followed_id__in=blocked_ids(user.id))
+        Follow.objects.filter(follower_id=user_id)
+        .exclude(followed_id__in=muted_ids(user_id))
+        .exclude(followed_id__in=blocked_ids(user_id))
         .values_list("followed_id", flat=True)
     )
 
@@ -102,32 +107,49 @@ def for_you(user: User) -> Q:
     (reposted_for_you). Written into the author condition: as separate conditions on the posts,
     the planner misjudged them and read every post (Following: 23 ms instead of 2.3 ms at the
     seed preset; docs/benchmarks.md)."""
-    return Q(parent__isnull=True) & (for_you_authored(user) | reposted_for_you(user))
+    return for_you_of(user.id)
+
+
+def for_you_of(user_id: int) -> Q:
+    """for_you() from the reader's id alone (compiled builders take ids, core.sqlcache)."""
+    return Q(parent__isnull=True) & (for_you_authored_of(user_id) | reposted_for_you_of(user_id))
 
 
 def for_you_authored(user: User) -> Q:
     """The authored part of for_you(): the reader's own posts (hidden or not) and the visible
     posts of the accounts they hear (what the stream's for_you_shows judges)."""
-    return Q(author_id=user.id) | Q(author_id__in=heard_ids(user), is_hidden=False)
+    return for_you_authored_of(user.id)
+
+
+def for_you_authored_of(user_id: int) -> Q:
+    return Q(author_id=user_id) | Q(author_id__in=heard_ids_of(user_id), is_hidden=False)
 
 
 def reposters_heard(user: User) -> QuerySet[Repost, int]:
     """Posts reposted by the reader or by an account they hear (muted and blocked reposters
     left out)."""
-    return Repost.objects.filter(Q(user_id=user.id) | Q(user_id__in=heard_ids(user))).values_list(
-        "post_id", flat=True
-    )
+    return reposters_heard_of(user.id)
+
+
+def reposters_heard_of(user_id: int) -> QuerySet[Repost, int]:
+    return Repost.objects.filter(
+        Q(user_id=user_id) | Q(user_id__in=heard_ids_of(user_id))
+    ).values_list("post_id", flat=True)
 
 
 def reposted_for_you(user: User) -> Q:
     """The repost part of for_you(): reposted by someone heard (or the reader), visible or the
     reader's own, by an author who still has an account and whom the reader neither blocks nor
     mutes (mutes and blocks apply to the reposter and to the author)."""
+    return reposted_for_you_of(user.id)
+
+
+def reposted_for_you_of(user_id: int) -> Q:
     return (
-        Q(id__in=reposters_heard(user), is_deleted=False, author__isnull=False)
-        & (Q(is_hidden=False) | Q(author_id=user.id))
-        & ~Q(author_id__in=blocked_ids(user.id))
-        & ~Q(author_id__in=muted_ids(user.id))
+        Q(id__in=reposters_heard_of(user_id), is_deleted=False, author__isnull=False)
+        & (Q(is_hidden=False) | Q(author_id=user_id))
+        & ~Q(author_id__in=blocked_ids(user_id))
+        & ~Q(author_id__in=muted_ids(user_id))
     )
 
 
