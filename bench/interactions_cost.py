@@ -231,6 +231,7 @@ def main() -> None:
             out = run(
                 tree, url, "--worker", "--requests", str(args.requests), "--readers-json", readers
             )
+            out = out.strip().splitlines()[-1]  # the last line (slow-query log lines before it)
             results[label].append(json.loads(out))
             print(f"round {round_number + 1} {label}: {out.strip()}", file=sys.stderr)
     base = configs[0][0]

@@ -17,8 +17,10 @@ Who may see a post is decided before any card is asked for (the page's selector 
 timelines.visibility); the cache never decides it and holds nothing a reader could not be shown
 by the page that asked.
 
-    <article ...><div class="post-body">[label] ... <time>[relative time]</time> ... counts [actions]</footer>...
-    `----------- part 1 ---------------'       `--- part 2 ---'               `--- part 3 ---'          `- 4 -'
+    <article ...><div class="post-body">[label] ... <time ...>[relative time]</time> ...
+    `------------- part 1 --------------'       `-- part 2 --'                `- part 3 ...
+        ... reply count, like and repost counts [buttons, actions]</footer></div></article>
+        ... part 3 ----------------------------'                   `------ part 4 -------'
 """
 
 import hashlib
