@@ -109,6 +109,7 @@ JINJA_GLOBALS = {
     "post_cards": "microblog.posts.cards.post_cards",
     "post_cards_by_id": "microblog.posts.cards.post_cards_by_id",
     "profile_header_parts": "microblog.accounts.headers.profile_header_parts",
+    "interaction_buttons": "microblog.interactions.buttons.interaction_buttons",
 }
 WSGI_APPLICATION = "microblog.wsgi.application"
 

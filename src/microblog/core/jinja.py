@@ -266,22 +266,6 @@ def csp_nonce_attr(context: Context) -> str:
     return format_html(' nonce="{}"', nonce) if nonce is not None else ""
 
 
-@pass_context
-def page_csrf_input(context: Context) -> Markup:
-    """The CSRF hidden input, masked once per response: the like/repost buttons put a form on
-    every post card, and masking a token for each (32 random characters from the system's
-    random source) was most of a feed page's CPU. One masked token repeated within a response
-    protects as well as one per form (the mask is there against BREACH across responses)."""
-    request = context.get("request")
-    if request is None:
-        return Markup(str(context.get("csrf_input", "")))
-    cached = getattr(request, "_page_csrf_input", None)
-    if cached is None:
-        cached = Markup(str(context["csrf_input"]))
-        request._page_csrf_input = cached
-    return cached
-
-
 def environment(**options: Any) -> Environment:
     """The pages' environment. Globals that belong to the apps (the post card, posts.cards) are
     named by dotted path in settings.JINJA_GLOBALS, so this module imports no app."""
@@ -298,7 +282,6 @@ def environment(**options: Any) -> Environment:
             "post_path": post_path,
             "tag_path": tag_path,
             "csp_nonce_attr": csp_nonce_attr,
-            "page_csrf_input": page_csrf_input,
         },
     )
     env.filters.update(

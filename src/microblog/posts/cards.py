@@ -40,6 +40,7 @@ from markupsafe import Markup, escape
 
 from microblog.core.fragments import FragmentCache, LocalLRU, RedisStore
 from microblog.core.jinja import reltime
+from microblog.interactions.buttons import buttons_html
 from microblog.ops import metrics
 from microblog.posts.models import Post
 
@@ -223,13 +224,25 @@ def _reader(context: Context) -> Any:
 ButtonsFor = Callable[[Post], str]
 
 
-def _buttons_from(context: Context) -> ButtonsFor | None:
-    """The reader's like / repost buttons, from the `interaction_buttons` macro (macros.html,
-    also what a button's htmx answer renders) with the page's InteractionState (`interactions`
-    in the page's context; pages without it show every button unpressed)."""
-    macros = context.environment.get_template("macros.html").make_module(context.get_all())
+def _buttons_from(context: Context) -> ButtonsFor:
+    """The reader's like / repost buttons (interactions.buttons) with the page's
+    InteractionState (`interactions` in the page's context; pages without it show every button
+    unpressed), the page's one CSRF input and the page's address to come back to."""
     state = context.get("interactions")
-    return lambda post: str(macros.interaction_buttons(post, state))
+    liked = state.liked if state is not None else frozenset()
+    reposted = state.reposted if state is not None else frozenset()
+    csrf_input = str(context["csrf_input"])
+    back = context["request"].get_full_path()
+    return lambda post: str(  # plain str: adding a Markup to the parts' str would escape them
+        buttons_html(
+            post_id=post.id,
+            top_level=post.parent_id is None,
+            liked=post.id in liked,
+            reposted=post.id in reposted,
+            csrf_input=csrf_input,
+            back=f"{back}#post-{post.id}",
+        )
+    )
 
 
 def cards(
