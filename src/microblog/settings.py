@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "microblog.moderation",
     "microblog.ops",
     "microblog.seeding",
+    "microblog.api",
+    "oauth2_provider",
     "django_tasks_db",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -87,6 +89,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # /api/ and the OAuth endpoints: the bearer token, never the session cookie, says who is
+    # asking (request.user), before the rate limiter counts per user; CORS for other origins.
+    "microblog.api.auth.ApiTokenMiddleware",
     # After auth: per-user limits need request.user (microblog.ratelimit).
     "microblog.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -422,3 +427,29 @@ if REDIS_URL:
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "microblog"),
         }
     }
+
+# The Mastodon-compatible client API (microblog.api, docs/api.md): OAuth 2 by
+# django-oauth-toolkit, with our app model (code flow and client_credentials for one app).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "api.ClientApp"
+OAUTH2_PROVIDER = {
+    "SCOPES_BACKEND_CLASS": "microblog.api.oauth.MastodonScopes",
+    # Mastodon's tokens do not expire until revoked; apps (Mastodon.py, Tusky...) never refresh.
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("API_TOKEN_EXPIRE_SECONDS", 10 * 365 * 86400),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 600,
+    # PKCE (S256 only) is accepted and checked when a client sends it; existing apps that do not
+    # send it (Mastodon.py, many mobile apps) use their client secret instead, as on Mastodon.
+    "PKCE_REQUIRED": False,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    # The password grant is off: api.models.ClientApp allows the code flow and client_credentials.
+    "REQUEST_APPROVAL_PROMPT": "force",
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+}
+# A retried POST /api/v1/statuses with the same Idempotency-Key within this many hours returns the
+# first request's status instead of posting again (Mastodon keeps keys an hour).
+API_IDEMPOTENCY_HOURS = env_int("API_IDEMPOTENCY_HOURS", 1)
+# The name and version /api/v1/instance gives; clients read the Mastodon version at its start.
+API_INSTANCE_TITLE = os.environ.get("API_INSTANCE_TITLE", "Microblog")
+API_MASTODON_VERSION = "4.3.0"
