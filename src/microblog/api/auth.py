@@ -25,6 +25,7 @@ from oauth2_provider.settings import oauth2_settings
 from microblog.accounts.models import User
 from microblog.api import scopes
 from microblog.core.errors import Conflict, Invalid, InvalidInput, ServiceError
+from microblog.core.ids import parse_id
 
 logger = logging.getLogger("microblog.api")
 
@@ -174,6 +175,12 @@ def api_view(**methods: tuple[Access, Handler]) -> Handler:
         refused = check_access(request, access)
         if refused is not None:
             return refused
+        # Ids in the address (`account_id`, `status_id`) through the one parser of ids.
+        for name, raw in kwargs.items():
+            if name.endswith("_id"):
+                kwargs[name] = parse_id(raw)
+                if kwargs[name] is None:
+                    return error(404, "Record not found")
         try:
             return view(request, *args, **kwargs)
         except ServiceError as exc:
