@@ -102,9 +102,7 @@ def test_unknown_api_paths_are_json_404s(db: None) -> None:
     assert response.json() == {"error": "Not found"} or "error" in response.json()
 
 
-def test_rate_limits_count_the_tokens_user(
-    alice: User, api_for: Api, settings: Any
-) -> None:
+def test_rate_limits_count_the_tokens_user(alice: User, api_for: Api, settings: Any) -> None:
     settings.RATELIMIT_ENABLED = True
     settings.RATELIMIT_RULES = {**settings.RATELIMIT_RULES, "posts": "2/1m", "requests": "1000/5m"}
     first, second = api_for(alice), api_for(alice)
@@ -146,8 +144,12 @@ def test_bad_statuses_are_422_with_a_message(alice: User, api_for: Api) -> None:
     assert api.post("/api/v1/statuses", {"status": ""}).status_code == 422
     assert api.post("/api/v1/statuses", {"status": "nul\x00"}).status_code == 422
     assert api.post("/api/v1/statuses", {"status": "dm", "visibility": "direct"}).status_code == 422
-    assert api.post("/api/v1/statuses", {"status": "r", "in_reply_to_id": "9" * 25}).status_code == 422
-    assert api.post("/api/v1/statuses", {"status": "r", "in_reply_to_id": "12345"}).status_code == 404
+    assert (
+        api.post("/api/v1/statuses", {"status": "r", "in_reply_to_id": "9" * 25}).status_code == 422
+    )
+    assert (
+        api.post("/api/v1/statuses", {"status": "r", "in_reply_to_id": "12345"}).status_code == 404
+    )
     assert not Post.objects.exists()
 
 
@@ -198,7 +200,9 @@ def test_context_follows_the_thread(alice: User, bob: User, make_post: Any) -> N
     assert context["descendants"][0]["in_reply_to_account_id"] == str(bob.id)
 
 
-def test_hidden_posts_are_404_to_others(alice: User, bob: User, make_post: Any, api_for: Api) -> None:
+def test_hidden_posts_are_404_to_others(
+    alice: User, bob: User, make_post: Any, api_for: Api
+) -> None:
     post = make_post(alice, "hidden")
     Post.objects.filter(id=post.id).update(is_hidden=True)
     assert api_for(bob).get(f"/api/v1/statuses/{post.id}").status_code == 404
@@ -286,7 +290,8 @@ def test_accounts_endpoints(alice: User, bob: User, make_post: Any, api_for: Api
 def test_update_credentials_sets_the_bio(alice: User, api_for: Api) -> None:
     api = api_for(alice)
     response = api.patch(
-        "/api/v1/accounts/update_credentials", "note=Hello+there",
+        "/api/v1/accounts/update_credentials",
+        "note=Hello+there",
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 200
@@ -330,7 +335,9 @@ def test_reports(alice: User, bob: User, make_post: Any, api_for: Api) -> None:
         ("/api/v1/trends/tags", []),
     ],
 )
-def test_start_up_endpoints_answer_empty(alice: User, api_for: Api, path: str, expected: Any) -> None:
+def test_start_up_endpoints_answer_empty(
+    alice: User, api_for: Api, path: str, expected: Any
+) -> None:
     response = api_for(alice).get(path)
     assert response.status_code == 200
     assert response.json() == expected
@@ -381,9 +388,7 @@ def test_app_registration_checks_its_input(db: None) -> None:
     assert app.client_secret != registered["client_secret"]
 
 
-def _authorize(
-    browser: Client, app: dict[str, Any], scope: str, **extra: str
-) -> str:
+def _authorize(browser: Client, app: dict[str, Any], scope: str, **extra: str) -> str:
     params = {
         "client_id": app["client_id"],
         "redirect_uri": app["redirect_uri"],
@@ -421,10 +426,15 @@ def test_code_flow_with_pkce_s256(alice: User, client_for: Callable[[User], Clie
     wrong = Client().post("/oauth/token", {**token_request, "code_verifier": "x" * 50})
     assert wrong.status_code == 400
     code = _authorize(
-        client_for(alice), app, "read",
-        code_challenge=challenge.decode(), code_challenge_method="S256",
+        client_for(alice),
+        app,
+        "read",
+        code_challenge=challenge.decode(),
+        code_challenge_method="S256",
     )
-    token = Client().post("/oauth/token", {**token_request, "code": code, "code_verifier": verifier})
+    token = Client().post(
+        "/oauth/token", {**token_request, "code": code, "code_verifier": verifier}
+    )
     assert token.status_code == 200, token.content
     body = token.json()
     assert body["token_type"] == "Bearer" and body["scope"] == "read"
@@ -477,13 +487,20 @@ def test_scopes_beyond_the_apps_registration_are_refused(
 def test_client_credentials_and_password_grant_off(db: None, alice: User) -> None:
     app = _register(Client())
     credentials = {"client_id": app["client_id"], "client_secret": app["client_secret"]}
-    token = Client().post("/oauth/token", {"grant_type": "client_credentials", "scope": "read", **credentials})
+    token = Client().post(
+        "/oauth/token", {"grant_type": "client_credentials", "scope": "read", **credentials}
+    )
     assert token.status_code == 200, token.content
     api = Client(HTTP_AUTHORIZATION=f"Bearer {token.json()['access_token']}")
     assert api.get("/api/v1/apps/verify_credentials").json()["name"] == "PKCE app"
     password = Client().post(
         "/oauth/token",
-        {"grant_type": "password", "username": "alice", "password": "correct-horse-battery-staple", **credentials},
+        {
+            "grant_type": "password",
+            "username": "alice",
+            "password": "correct-horse-battery-staple",
+            **credentials,
+        },
     )
     assert password.status_code == 400
     assert not AccessToken.objects.filter(user=alice).exists()
@@ -494,7 +511,12 @@ def test_denying_on_the_oob_page(alice: User, client_for: Callable[[User], Clien
     browser = client_for(alice)
     consent = browser.get(
         "/oauth/authorize",
-        {"client_id": app["client_id"], "redirect_uri": app["redirect_uri"], "response_type": "code", "scope": "read"},
+        {
+            "client_id": app["client_id"],
+            "redirect_uri": app["redirect_uri"],
+            "response_type": "code",
+            "scope": "read",
+        },
     )
     assert b"Authorize PKCE app?" in consent.content
     fields = form_fields(consent.content.decode(), "/oauth/authorize")
@@ -503,7 +525,9 @@ def test_denying_on_the_oob_page(alice: User, client_for: Callable[[User], Clien
     assert b"was not authorized" in denied.content
 
 
-def test_revoke_ends_the_token(alice: User, make_token: Callable[..., str], client_app: ClientApp) -> None:
+def test_revoke_ends_the_token(
+    alice: User, make_token: Callable[..., str], client_app: ClientApp
+) -> None:
     raw = make_token(alice)
     api = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert api.get("/api/v1/accounts/verify_credentials").status_code == 200
@@ -514,7 +538,9 @@ def test_revoke_ends_the_token(alice: User, make_token: Callable[..., str], clie
 
 
 def test_authorized_apps_in_settings(
-    alice: User, make_token: Callable[..., str], client_app: ClientApp,
+    alice: User,
+    make_token: Callable[..., str],
+    client_app: ClientApp,
     client_for: Callable[[User], Client],
 ) -> None:
     raw = make_token(alice, "read write")

@@ -43,7 +43,7 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "86400",
 }
 
-INVALID_TOKEN = "The access token is invalid"
+INVALID_TOKEN = "The access token is invalid"  # noqa: S105 (a message, not a secret)
 NEEDS_USER = "This method requires an authenticated user"
 OUT_OF_SCOPE = "This action is outside the authorized scopes"
 

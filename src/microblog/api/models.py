@@ -18,6 +18,15 @@ OOB_REDIRECT_URI = "urn:ietf:wg:oauth:2.0:oob"
 class ClientApp(AbstractApplication):
     """An app registered through POST /api/v1/apps (or the admin)."""
 
+    # Apps registered through the API have no owner; the admin may give one.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        related_name="+",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+    )
+
     website = models.URLField(max_length=500, blank=True, default="")
     # The scopes the app registered for: authorization and token requests may ask for these only.
     scopes = models.CharField(max_length=500, default="read")

@@ -176,5 +176,3 @@ def authorized_app_revoke(request: AuthedHttpRequest, app_id: str) -> HttpRespon
         name = ClientApp.objects.filter(id=number).values_list("name", flat=True).first()
         messages.success(request, f"{name or 'The app'} can no longer use your account.")
     return redirect("authorized_apps")
-
-

@@ -10,8 +10,7 @@ from django.http import HttpRequest, HttpResponse
 
 from microblog.core.errors import InvalidInput
 from microblog.core.ids import parse_id
-from microblog.core.pagination import Page
-from microblog.core.pagination import HasId
+from microblog.core.pagination import HasId, Page
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 40

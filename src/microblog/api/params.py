@@ -88,7 +88,10 @@ def body(request: HttpRequest) -> Params:
             raise InvalidInput("The body is not valid JSON") from None
         if not isinstance(data, dict):
             raise InvalidInput("The body must be a JSON object")
-        return Params({key: value if isinstance(value, list) else [value] for key, value in data.items()})
+        return Params(
+            {key: value if isinstance(value, list) else [value] for key, value in data.items()}
+        )
+    form: QueryDict
     try:
         if request.method == "POST":
             form = request.POST

@@ -7,12 +7,32 @@ granular scope it needs (api.auth.api_view), and `satisfied` decides.
 
 GRANULAR = {
     "read": (
-        "accounts", "blocks", "bookmarks", "favourites", "filters", "follows", "lists", "mutes",
-        "notifications", "search", "statuses",
+        "accounts",
+        "blocks",
+        "bookmarks",
+        "favourites",
+        "filters",
+        "follows",
+        "lists",
+        "mutes",
+        "notifications",
+        "search",
+        "statuses",
     ),
     "write": (
-        "accounts", "blocks", "bookmarks", "conversations", "favourites", "filters", "follows",
-        "lists", "media", "mutes", "notifications", "reports", "statuses",
+        "accounts",
+        "blocks",
+        "bookmarks",
+        "conversations",
+        "favourites",
+        "filters",
+        "follows",
+        "lists",
+        "media",
+        "mutes",
+        "notifications",
+        "reports",
+        "statuses",
     ),
 }
 FOLLOW_SCOPES = frozenset(

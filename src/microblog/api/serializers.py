@@ -234,4 +234,3 @@ def application(app: ClientApp, *, client_secret: str | None = None) -> dict[str
 
 def ids(values: Iterable[int]) -> list[str]:
     return [str(value) for value in values]
-

@@ -66,7 +66,11 @@ def app_register(
     """Registers a client app (POST /api/v1/apps). Returns the app and its client secret, which
     is stored hashed and shown this once."""
     name = clean_text(
-        name, max_length=APP_NAME_MAX_LENGTH, allow_empty=False, label="app name", field="client_name"
+        name,
+        max_length=APP_NAME_MAX_LENGTH,
+        allow_empty=False,
+        label="app name",
+        field="client_name",
     )
     uris = redirect_uris_clean(redirect_uris)
     granted = scopes_clean(scopes)

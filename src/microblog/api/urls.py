@@ -6,10 +6,9 @@ from typing import Any
 
 from django.urls import URLPattern, path, re_path
 
-from microblog.api import oauth_views, views
+from microblog.api import oauth_views, openapi, views
 from microblog.api.auth import PUBLIC, Access, api_view
 from microblog.core.ids import ID_PATTERN
-
 
 
 def _id(name: str) -> str:
@@ -188,9 +187,7 @@ api_urlpatterns = [
         api_view(GET=(EMPTY, views.empty_list)),
         name="api_trends_statuses",
     ),
-    route(
-        "api/v1/trends/links", api_view(GET=(EMPTY, views.empty_list)), name="api_trends_links"
-    ),
+    route("api/v1/trends/links", api_view(GET=(EMPTY, views.empty_list)), name="api_trends_links"),
     route(
         "api/v1/follow_requests",
         api_view(GET=(read("follows"), views.empty_list)),
@@ -233,4 +230,8 @@ oauth_urlpatterns = [
     ),
 ]
 
-urlpatterns = [*api_urlpatterns, *oauth_urlpatterns]
+urlpatterns = [
+    *api_urlpatterns,
+    *oauth_urlpatterns,
+    route("api/openapi.json", api_view(GET=(PUBLIC, openapi.openapi_view)), name="api_openapi"),
+]

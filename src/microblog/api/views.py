@@ -245,9 +245,7 @@ def status_context(request: HttpRequest, status_id: int) -> HttpResponse:
     depth and breadth limits, nothing withheld from the reader, no placeholders."""
     post = _visible_post(request, status_id)
     thread = post_selectors.thread(post, request.user)
-    ancestors = [
-        p for p in thread.ancestors if not p.is_deleted and p.id not in thread.withheld
-    ]
+    ancestors = [p for p in thread.ancestors if not p.is_deleted and p.id not in thread.withheld]
     descendants: list[Post] = []
 
     def walk(nodes: list[post_selectors.ReplyNode]) -> None:
@@ -288,9 +286,7 @@ def timeline_home(request: HttpRequest) -> HttpResponse:
             closest_first=params.min_id is not None,
         )
     else:
-        posts = collect(
-            lambda cursor: timelines.for_you(user, cursor), params.max_id, params.limit
-        )
+        posts = collect(lambda cursor: timelines.for_you(user, cursor), params.max_id, params.limit)
     return _posts_page(request, posts, params.limit)
 
 

@@ -87,12 +87,16 @@ def relationships(viewer: User, other_ids: list[int]) -> dict[int, Relationship]
     rows = (
         User.objects.filter(id__in=other_ids)
         .annotate(
-            following=Exists(Follow.objects.filter(follower_id=viewer.id, followed_id=OuterRef("id"))),
+            following=Exists(
+                Follow.objects.filter(follower_id=viewer.id, followed_id=OuterRef("id"))
+            ),
             followed_by=Exists(
                 Follow.objects.filter(follower_id=OuterRef("id"), followed_id=viewer.id)
             ),
             blocking=Exists(Block.objects.filter(blocker_id=viewer.id, blocked_id=OuterRef("id"))),
-            blocked_by=Exists(Block.objects.filter(blocker_id=OuterRef("id"), blocked_id=viewer.id)),
+            blocked_by=Exists(
+                Block.objects.filter(blocker_id=OuterRef("id"), blocked_id=viewer.id)
+            ),
             muting=Exists(Mute.objects.filter(muter_id=viewer.id, muted_id=OuterRef("id"))),
         )
         .values_list("id", "following", "followed_by", "blocking", "blocked_by", "muting")
