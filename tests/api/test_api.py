@@ -582,3 +582,31 @@ def test_timeline_query_counts(
         assert len(api.get("/api/v1/timelines/public").json()) == 20
     with django_assert_num_queries(1):
         assert len(Client().get("/api/v1/timelines/public").json()) == 20
+
+
+def test_a_bad_authorization_request_shows_our_error_page(
+    alice: User, client_for: Callable[[User], Client]
+) -> None:
+    page = client_for(alice).get(
+        "/oauth/authorize", {"client_id": "nope", "response_type": "code", "scope": "read"}
+    )
+    assert page.status_code == 400
+    assert "This app can't be authorized" in page.content.decode()
+
+
+def test_update_credentials_takes_multipart(alice: User, api_for: Api) -> None:
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+    response = api_for(alice).patch(
+        "/api/v1/accounts/update_credentials",
+        encode_multipart(BOUNDARY, {"note": "from a phone", "display_name": "ignored"}),
+        content_type=MULTIPART_CONTENT,
+    )
+    assert response.status_code == 200
+    assert refreshed(alice).description == "from a phone"
+
+
+def test_a_wrong_method_is_405_json(alice: User, api_for: Api) -> None:
+    response = api_for(alice).put("/api/v1/timelines/home")
+    assert response.status_code == 405
+    assert "error" in response.json()

@@ -61,6 +61,12 @@ class AuthorizeView(oauth.AuthorizationView):
         context["scope_rows"] = [(name, api_scopes.DESCRIPTIONS.get(name, name)) for name in scopes]
         return context
 
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        # django-oauth-toolkit's error context has a `url` entry, which would hide the
+        # templates' url() function.
+        context = {key: value for key, value in context.items() if key != "url"}
+        return super().render_to_response(context, **kwargs)
+
     def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
         if redirect_to.startswith(OOB_REDIRECT_URI):
             # Out of band: the user copies the code into the app.
