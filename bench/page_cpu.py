@@ -64,6 +64,7 @@ PAGES = (
     "search_rare",
     "notifications",
     "notifications_celebrity",
+    "api_home",
 )
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters: an unmasked CSRF secret
 FLOOR_PAGES = ("floor", "floor_signed_out", "floor_bare")
@@ -156,10 +157,35 @@ def worker(args: argparse.Namespace) -> None:
     settings.MIDDLEWARE = stack
     names = fixture["readers"][: args.users]
     cookies = []
-    for user in User.objects.filter(username__in=names):
+    readers = list(User.objects.filter(username__in=names))
+    for user in readers:
         client = Client()
         client.force_login(user)
         cookies.append(f"sessionid={client.cookies['sessionid'].value}; csrftoken={CSRF}")
+
+    # The client API's home timeline (microblog.api): the same readers, by bearer token.
+    tokens: dict[str, str] = {}
+    if "api_home" in args.pages:
+        import secrets
+        from datetime import timedelta
+
+        from django.utils import timezone
+        from oauth2_provider.models import AccessToken
+
+        from microblog.api.services import app_register
+
+        client_app, _ = app_register(
+            name="page_cpu", redirect_uris=["urn:ietf:wg:oauth:2.0:oob"], scopes="read"
+        )
+        for cookie, user in zip(cookies, readers, strict=True):
+            tokens[cookie] = secrets.token_urlsafe(32)
+            AccessToken.objects.create(
+                user=user,
+                application=client_app,
+                token=tokens[cookie],
+                scope="read",
+                expires=timezone.now() + timedelta(days=1),
+            )
 
     def environ(path: str, cookie: str | None, body: bytes = b"") -> dict:
         path, _, query = path.partition("?")
@@ -180,7 +206,9 @@ def worker(args: argparse.Namespace) -> None:
             "wsgi.run_once": False,
             "wsgi.version": (1, 0),
         }
-        if cookie:
+        if cookie and path.startswith("/api/"):
+            env["HTTP_AUTHORIZATION"] = f"Bearer {tokens[cookie]}"
+        elif cookie:
             env["HTTP_COOKIE"] = cookie
         if body:
             env["CONTENT_TYPE"] = "application/x-www-form-urlencoded"
@@ -227,6 +255,8 @@ def worker(args: argparse.Namespace) -> None:
             return call("/up", cookie)
         if page == "for_you":
             return call("/", cookie)
+        if page == "api_home":
+            return call("/api/v1/timelines/home", cookie)
         if page == "for_you_p2":
             return call(page2[cookie], cookie)
         if page == "following":

@@ -75,6 +75,14 @@ ROUTE_RULES: dict[str, tuple[str, frozenset[str], str]] = {
     "profile": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
     "tag": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
     "search": ("searches", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    # The client API (microblog.api): the same limits, counted for the token's user, so posting
+    # from an app and from the page share one budget.
+    "api_statuses": ("posts", frozenset({"POST"}), "user"),
+    "api_account_follow": ("follows", frozenset({"POST"}), "user"),
+    "api_account_unfollow": ("follows", frozenset({"POST"}), "user"),
+    "api_timeline_home": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "api_timeline_public": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "api_account_statuses": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
 }
 
 MESSAGES = {

@@ -3,6 +3,7 @@ from django.urls import path, register_converter
 from django.views.generic import RedirectView
 
 from microblog.accounts import views as accounts
+from microblog.api import urls as api_urls
 from microblog.core import views as core
 from microblog.core.ids import ID_PATTERN, parse_id
 from microblog.interactions import views as interactions
@@ -96,6 +97,8 @@ urlpatterns = [
     path("admin/login/", accounts.admin_login, name="admin_login"),
     path("admin/password_change/", RedirectView.as_view(url="/settings"), name="admin_password"),
     path("admin/", admin.site.urls),
+    # The Mastodon-compatible client API and its OAuth endpoints (microblog.api, docs/api.md).
+    *api_urls.urlpatterns,
 ]
 
 handler400 = core.bad_request

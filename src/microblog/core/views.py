@@ -21,6 +21,9 @@ def error_response(request: HttpRequest, status: int, title: str, message: str) 
     if not hasattr(request, "user"):
         # Refused before the auth middleware ran (e.g. a Host header not in ALLOWED_HOSTS).
         request.user = AnonymousUser()
+    if getattr(request, "is_api", False):
+        # The client API (microblog.api) answers every error in Mastodon's shape.
+        return JsonResponse({"error": message}, status=status)
     if wants_json(request):
         return JsonResponse({"error": {"status": status, "message": message}}, status=status)
     return render(

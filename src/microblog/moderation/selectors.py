@@ -54,6 +54,8 @@ class Relationship:
     blocking: bool = False
     blocked_by: bool = False
     muting: bool = False
+    # Filled by `relationships` (the client API); the profile page does not show it.
+    followed_by: bool = False
 
 
 def relationship(viewer: Viewer, other: User) -> Relationship:
@@ -77,6 +79,34 @@ def _relationship_row(other_id: int, viewer_id: int) -> QuerySet[Any, Any]:
         .values("following", "blocking", "blocked_by", "muting")
         .order_by()[:1]
     )
+
+
+def relationships(viewer: User, other_ids: list[int]) -> dict[int, Relationship]:
+    """How `viewer` stands to each of `other_ids` that exists, in one query (the client API's
+    relationships endpoint, which also asks whether they follow the viewer)."""
+    rows = (
+        User.objects.filter(id__in=other_ids)
+        .annotate(
+            following=Exists(
+                Follow.objects.filter(follower_id=viewer.id, followed_id=OuterRef("id"))
+            ),
+            followed_by=Exists(
+                Follow.objects.filter(follower_id=OuterRef("id"), followed_id=viewer.id)
+            ),
+            blocking=Exists(Block.objects.filter(blocker_id=viewer.id, blocked_id=OuterRef("id"))),
+            blocked_by=Exists(
+                Block.objects.filter(blocker_id=OuterRef("id"), blocked_id=viewer.id)
+            ),
+            muting=Exists(Mute.objects.filter(muter_id=viewer.id, muted_id=OuterRef("id"))),
+        )
+        .values_list("id", "following", "followed_by", "blocking", "blocked_by", "muting")
+    )
+    return {
+        row[0]: Relationship(
+            following=row[1], followed_by=row[2], blocking=row[3], blocked_by=row[4], muting=row[5]
+        )
+        for row in rows
+    }
 
 
 def blocked_users(viewer: User) -> list[User]:

@@ -261,3 +261,30 @@ def _profile_for_users(author_id: int, upper: int, viewer_id: int) -> QuerySet[P
 
 def _profile_for_staff(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post]:
     return _profile_posts(author_id, upper, on_pages_for(viewer_id, staff=True))
+
+
+# --- Newer than an id (the client API's since_id and min_id) --------------------------------
+
+
+def everyone_query(viewer: Viewer) -> QuerySet[Post]:
+    """The All page's posts, unpaginated."""
+    return Post.objects.select_related("author").filter(visibility.everyone(viewer))
+
+
+def profile_query(author: User, viewer: Viewer) -> QuerySet[Post]:
+    """A profile's posts, unpaginated (the same rule as `profile`)."""
+    return top_level_posts().filter(visibility.on_pages(viewer), author_id=author.id)
+
+
+def newer_than(
+    posts: QuerySet[Post], after: int, *, before: int | None, limit: int, closest_first: bool
+) -> list[Post]:
+    """Up to `limit` of `posts` with ids in (after, before), newest first: the newest such
+    (`closest_first=False`, Mastodon's since_id) or those just above `after` (min_id, which
+    pages forward through a timeline without gaps)."""
+    posts = posts.filter(id__gt=after)
+    if before is not None:
+        posts = posts.filter(id__lt=before)
+    if closest_first:
+        return list(reversed(posts.order_by("id")[:limit]))
+    return list(posts.order_by("-id")[:limit])
