@@ -204,3 +204,52 @@ def test_a_mention_raises_the_unread_count_live_in_the_other_browser(
     expect(reading.locator(".notification")).to_contain_text("writer mentioned you")
     expect(reading.locator(".notification")).to_contain_text("Thanks @Reader for the tip")
     expect(reading.locator("[data-unread-count]")).to_be_hidden()
+
+
+def test_a_like_a_repost_and_a_mention_reach_the_author_live_in_another_browser(
+    served: tuple[str, Driver], open_page: Callable[..., "Page"]
+) -> None:
+    """Issue 16's browser test: a fan likes and reposts the author's post and mentions the
+    author, all through the browser; the author, with For You open in a browser context of their
+    own, sees the unread count rise with each without reloading (the like and the repost arrive
+    through the job that folds grouped notifications, run by the app as a worker would), then
+    opens the notifications page and finds all three."""
+    _base, driver = served
+    author, _ = driver.user("author")
+    driver.user("fan")
+    post = driver.post(author, "Something worth passing on")
+
+    reading = open_page()
+    log_in(reading, "author")
+    badge = reading.locator("[data-unread-count]")
+    expect(badge).to_be_hidden()
+    expect(reading.locator(".feed[data-stream]")).to_have_attribute("data-stream-state", "open")
+
+    writing = open_page()
+    log_in(writing, "fan")
+    writing.goto("/all")
+    card = writing.locator(f"#post-{post}")
+    card.get_by_role("button", name="Like").click()
+    expect(card.get_by_role("button", name="Unlike")).to_be_visible()
+    expect(badge).to_be_visible(timeout=3_000)
+    expect(badge).to_have_text(", unread: 1", timeout=3_000)
+
+    card.get_by_role("button", name="Repost").click()
+    expect(card.get_by_role("button", name="Undo repost")).to_be_visible()
+    expect(badge).to_have_text(", unread: 2", timeout=3_000)
+
+    writing.goto("/")
+    writing.get_by_label("What's happening?").fill("You should all follow @author")
+    writing.get_by_role("button", name="Post", exact=True).click()
+    expect(writing.locator(".flash")).to_contain_text("Your post was published.")
+    expect(badge).to_have_text(", unread: 3", timeout=3_000)
+    expect(reading.locator(".feed article.post")).to_have_count(1)  # the page was not reloaded
+
+    reading.get_by_role("link", name="Notifications").click()
+    notes = reading.locator(".notification .notification-text")
+    expect(notes).to_have_count(3)
+    expect(notes.nth(0)).to_contain_text("fan mentioned you")
+    expect(notes.nth(1)).to_contain_text("fan reposted your post")
+    expect(notes.nth(2)).to_contain_text("fan liked your post")
+    expect(reading.locator(".notification").nth(0)).to_contain_text("You should all follow @author")
+    expect(reading.locator("[data-unread-count]")).to_be_hidden()
