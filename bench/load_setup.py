@@ -7,7 +7,11 @@ recognised by its text on later runs). The fixture names what the scenarios need
 - `deep_readers`: the users who follow the most accounts (the longest For You feeds), for
   `for_you_deep`;
 - `celebrity`: user 1 (the most-followed account) and `thread_id`: the 200-reply thread;
-- `max_user_id`, for follows of random accounts, and `dataset`: the counts read from the DB.
+- `max_user_id`, for follows of random accounts, and `dataset`: the counts read from the DB;
+- issue 16's scenarios: `notified_readers` (the users with the most notifications, for the
+  notifications page), `tag` (the tag on the most posts), `search_word` (the most frequent word
+  of 5+ letters in a sample of recent posts: a search with many matches) and `like_posts`
+  (recent public root posts, liked then unliked by the `liking` scenario).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mb_load_medium \\
         .venv/bin/python bench/load_setup.py --out /tmp/load_fixture.json
@@ -16,6 +20,7 @@ recognised by its text on later runs). The fixture names what the scenarios need
 import argparse
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -36,6 +41,10 @@ def dataset_counts() -> dict[str, int]:
             ("users", "accounts_user"),
             ("follows", "follows_follow"),
             ("posts", "posts_post"),
+            ("likes", "interactions_like"),
+            ("reposts", "interactions_repost"),
+            ("tagged_posts", "tags_posttag"),
+            ("notifications", "notifications_notification"),
         ):
             cursor.execute(f"SELECT count(*) FROM {table}")
             counts[key] = cursor.fetchone()[0]
@@ -62,6 +71,43 @@ def ensure_thread(rng: random.Random, max_user_id: int) -> int:
                     author=replier, content=f"Reply {n} to the load-test thread.", parent_id=root.id
                 )
     return int(root.id)
+
+
+def interactions_fixture(rng: random.Random, readers: int) -> dict[str, object]:
+    """What the issue-16 scenarios need, read from the seeded data (nothing written)."""
+    from collections import Counter
+
+    from django.db.models import Count
+
+    from microblog.notifications.models import Notification
+    from microblog.posts.models import Post
+    from microblog.tags.models import PostTag
+
+    notified = list(
+        Notification.objects.values("recipient_id")
+        .annotate(n=Count("*"))
+        .order_by("-n")
+        .values_list("recipient__username", flat=True)[:readers]
+    )
+    top_tag = (
+        PostTag.objects.values("tag__name").annotate(n=Count("*")).order_by("-n").first() or {}
+    )
+    recent = list(
+        Post.objects.filter(parent_id=None, is_deleted=False, is_hidden=False, author__isnull=False)
+        .order_by("-id")
+        .values_list("id", "content")[:5000]
+    )
+    words: Counter[str] = Counter()
+    for _id, content in recent:
+        words.update({w.lower() for w in re.findall(r"[^\W\d_]{5,}", content)})
+    like_posts = [str(post_id) for post_id, _content in rng.sample(recent, min(500, len(recent)))]
+    return {
+        "notified_readers": notified,
+        "tag": top_tag.get("tag__name", ""),
+        "tag_posts": top_tag.get("n", 0),
+        "search_word": words.most_common(1)[0][0] if words else "",
+        "like_posts": like_posts,
+    }
 
 
 def main() -> None:
@@ -108,12 +154,16 @@ def main() -> None:
         "thread_id": str(thread_id),
         "max_user_id": max_user_id,
         "dataset": dataset_counts(),
+        **interactions_fixture(rng, args.deep_readers),
     }
     args.out.write_text(json.dumps(fixture))
     print(
         f"fixture {args.out}: {len(readers)} readers, {len(deep)} deep readers, celebrity "
         f"{celebrity.username} ({celebrity.followers_count:,} followers), thread {thread_id}, "
-        f"dataset {fixture['dataset']} ({time.monotonic() - started:.1f} s)"
+        f"tag #{fixture['tag']} ({fixture['tag_posts']} posts), "
+        f"search {fixture['search_word']!r}, "
+        f"{len(fixture['notified_readers'])} notified readers, dataset {fixture['dataset']} "
+        f"({time.monotonic() - started:.1f} s)"
     )
 
 

@@ -353,6 +353,70 @@ class FollowingPull(Reader):
         self.for_you()
 
 
+class Liking(Reader):
+    """liking (issue 16): POST like then POST unlike of a recent public post (the plain forms,
+    302 each), so the run leaves the counts as it found them; a like's notification is folded
+    in by the job worker, as in production."""
+
+    @task
+    def like_then_unlike(self) -> None:
+        post_id = random.choice(FIXTURE["like_posts"])
+        for action in ("like", "unlike"):
+            with self.client.post(
+                f"/posts/{post_id}/{action}",
+                data={"csrfmiddlewaretoken": self.csrf, "next": "/"},
+                name=action,
+                allow_redirects=False,
+                catch_response=True,
+            ) as response:
+                if response.status_code != 302:
+                    response.failure(f"{action}: status {response.status_code}")
+                else:
+                    response.success()
+
+
+class NotificationsPage(Reader):
+    """notifications (issue 16): /notifications page 1 as the users with the most
+    notifications; the page must list some."""
+
+    pool = "notified_readers"
+
+    @task
+    def notifications(self) -> None:
+        with self.client.get(
+            "/notifications", name="notifications page 1", catch_response=True
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"status {response.status_code}")
+            elif '<li class="notification' not in (response.text or ""):
+                response.failure("no notifications in the page")
+            else:
+                response.success()
+
+
+class TagPage(Reader):
+    """tag_page (issue 16): /tags/<the tag on the most posts>, page 1, as signed-in readers."""
+
+    @task
+    def tag(self) -> None:
+        with self.client.get(
+            f"/tags/{FIXTURE['tag']}", name="tag page 1", catch_response=True
+        ) as response:
+            _check_feed(response)
+
+
+class Search(Reader):
+    """search (issue 16): /search?q=<a frequent word> (accounts, tags and the first page of
+    matching posts), as signed-in readers."""
+
+    @task
+    def search(self) -> None:
+        with self.client.get(
+            f"/search?q={FIXTURE['search_word']}", name="search page 1", catch_response=True
+        ) as response:
+            _check_feed(response)
+
+
 class SignedOut(FastHttpUser):
     """signed_out: anonymous browsing: the public feed and its next page, profiles, the thread."""
 

@@ -48,8 +48,12 @@ SCENARIOS = [
     ("thread", "Thread"),
     ("following_pull", "FollowingPull"),
     ("signed_out", "SignedOut"),
+    ("notifications", "NotificationsPage"),
+    ("tag_page", "TagPage"),
+    ("search", "Search"),
     ("posting", "Posting"),
     ("mixed", "Mixed"),
+    ("liking", "Liking"),
 ]
 WRK_SCRIPTS = [("wrk_for_you", "for_you.lua"), ("wrk_profile_celebrity", "profile_celebrity.lua")]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -443,7 +447,7 @@ def main() -> None:
             run_locust(base, "HomeForYou", warmup, users, fixture_path, work / "warmup")
         plan = [(s, c) for s, c in SCENARIOS if s in wanted]
         for scenario, cls in plan:
-            if scenario in ("posting", "mixed"):
+            if scenario in ("posting", "mixed", "liking"):
                 queue_drain()
             app_pids = [app.pid, *descendants(app.pid)]
 
