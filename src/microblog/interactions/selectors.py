@@ -10,6 +10,7 @@ from django.db.models import QuerySet, Value
 from django.db.models.fields import CharField, IntegerField
 
 from microblog.accounts.models import User
+from microblog.core import sqlcache
 from microblog.core.pagination import Page, make_page
 from microblog.interactions.models import Like, Repost
 from microblog.posts.models import Post
@@ -37,29 +38,23 @@ def state_for(
 ) -> InteractionState:
     """The reader's likes and reposts among `post_ids` and, with `reposters` (For You), who of
     the accounts they hear reposted each: one query for the page, whatever its size (a UNION
-    ALL of probes of the (user_id, post_id) unique indexes, and of the reposts' post index)."""
-    ids = list(post_ids)
+    ALL of probes of the (user_id, post_id) unique indexes, and of the reposts' post index).
+    Every page with cards asks this, so the query is compiled once per number of posts
+    (core.sqlcache); building it through the ORM on each request cost For You more CPU than
+    the rest of its reads (docs/benchmarks.md, "For You with reposts")."""
+    ids = sorted(set(post_ids))
     if not viewer.is_authenticated or not ids:
         return NO_STATE
-    nobody = Value("", output_field=CharField())
-    likes = Like.objects.filter(user_id=viewer.id, post_id__in=ids).values_list(
-        "post_id", Value(LIKED, output_field=IntegerField()), nobody
-    )
-    own_reposts = Repost.objects.filter(user_id=viewer.id, post_id__in=ids).values_list(
-        "post_id", Value(REPOSTED, output_field=IntegerField()), nobody
-    )
-    parts = [own_reposts]
-    if reposters and isinstance(viewer, User):
-        heard = Repost.objects.filter(post_id__in=ids, user_id__in=visibility.heard_ids(viewer))
-        parts.append(
-            heard.values_list(
-                "post_id", Value(REPOSTED_BY_HEARD, output_field=IntegerField()), "user__username"
-            )
-        )
+    with_reposters = reposters and isinstance(viewer, User)
+    build = _state_rows_with_reposters if with_reposters else _state_rows
+    if len(ids) <= COMPILED_IDS_MAX:
+        rows = sqlcache.fetch(build, viewer.id, *ids)
+    else:  # a long thread: one key per length would be too many shapes to keep
+        rows = list(build(viewer.id, *ids))
     liked: set[int] = set()
     reposted: set[int] = set()
     reposted_by: dict[int, str] = {}
-    for post_id, kind, username in likes.union(*parts, all=True):
+    for post_id, kind, username in rows:
         if kind == LIKED:
             liked.add(post_id)
         elif kind == REPOSTED:
@@ -67,11 +62,40 @@ def state_for(
             reposted_by.setdefault(post_id, "")  # "You reposted", unless someone heard did
         elif not reposted_by.get(post_id):
             reposted_by[post_id] = username
-    if not reposters:
+    if not with_reposters:
         reposted_by = {}
     return InteractionState(
         liked=frozenset(liked), reposted=frozenset(reposted), reposted_by=reposted_by
     )
+
+
+# Pages of cards up to this many posts run state_for's query compiled (a key per length).
+COMPILED_IDS_MAX = 64
+
+
+def _state_rows(viewer_id: int, *post_ids: int) -> QuerySet[Like, tuple[int, int, str]]:
+    """(post_id, LIKED or REPOSTED, "") rows: the reader's likes and reposts among the posts."""
+    nobody = Value("", output_field=CharField())
+    likes = Like.objects.filter(user_id=viewer_id, post_id__in=post_ids).values_list(
+        "post_id", Value(LIKED, output_field=IntegerField()), nobody
+    )
+    own_reposts = Repost.objects.filter(user_id=viewer_id, post_id__in=post_ids).values_list(
+        "post_id", Value(REPOSTED, output_field=IntegerField()), nobody
+    )
+    return likes.union(own_reposts, all=True)
+
+
+def _state_rows_with_reposters(
+    viewer_id: int, *post_ids: int
+) -> QuerySet[Like, tuple[int, int, str]]:
+    """_state_rows and, for For You, (post_id, REPOSTED_BY_HEARD, username) rows: who of the
+    accounts the reader hears reposted each post."""
+    heard = Repost.objects.filter(
+        post_id__in=post_ids, user_id__in=visibility.heard_ids_of(viewer_id)
+    ).values_list(
+        "post_id", Value(REPOSTED_BY_HEARD, output_field=IntegerField()), "user__username"
+    )
+    return _state_rows(viewer_id, *post_ids).union(heard, all=True)
 
 
 def liked_by(post: Post, viewer: Viewer, cursor: int | None = None) -> Page[Like]:
