@@ -213,8 +213,12 @@ class Cluster:
 
     def alive(self, name: str) -> bool:
         child = self.children.get(name)
-        if child is not None and child.poll() is not None:
-            return False  # exited (and reaped)
+        if child is not None:
+            # Our own child: its process id cannot be reused until we reap it, so poll() is the
+            # whole answer. Its command line is not: `serve` and `stream` exec granian, and
+            # /proc/<pid>/cmdline can read empty for a moment during the exec, which made a
+            # restarted stream process look "exited" now and then (tests/cluster, under load).
+            return child.poll() is None
         return pid_alive(self.pids.get(name), self.marker(name))
 
     def signal(self, name: str, signum: int) -> None:
