@@ -2,20 +2,9 @@
 (/staff/moderation), which keeps the audit log; blocks and mutes belong to their users."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from microblog.core.admin import ReadOnlyAdmin
 from microblog.moderation.models import ModerationAction, Report
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Report)

@@ -4,20 +4,9 @@ bypass both. (PostTag has a composite primary key, which the admin cannot show; 
 are its page, /tags/<name>.)"""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from microblog.core.admin import ReadOnlyAdmin
 from microblog.tags.models import Tag, Trend
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Tag)
