@@ -12,6 +12,9 @@ recognised by its text on later runs). The fixture names what the scenarios need
   notifications page), `tag` (the tag on the most posts), `search_word` (the most frequent word
   of 5+ letters in a sample of recent posts: a search with many matches) and `like_posts`
   (recent public root posts, liked then unliked by the `liking` scenario).
+- issue 17's scenarios: `api_tokens` (reader username -> an OAuth access token with the `read`
+  scope, issued to a "Load test" app registered through the API's service), for the client
+  API's home timeline beside the For You page.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mb_load_medium \\
         .venv/bin/python bench/load_setup.py --out /tmp/load_fixture.json
@@ -110,6 +113,39 @@ def interactions_fixture(rng: random.Random, readers: int) -> dict[str, object]:
     }
 
 
+def api_tokens(usernames: list[str]) -> dict[str, str]:
+    """One `read` token per reader for the client-API scenarios (stands in for the OAuth code
+    flow each app would have gone through once: that flow is not what is measured). Tokens of
+    an earlier run are replaced, so the fixture's tokens are the valid ones."""
+    import secrets
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken
+
+    from microblog.accounts.models import User
+    from microblog.api.models import ClientApp
+    from microblog.api.services import app_register
+
+    name = "Load test (bench/load_setup.py)"
+    app = ClientApp.objects.filter(name=name).first()
+    if app is None:
+        app, _secret = app_register(
+            name=name, redirect_uris=["urn:ietf:wg:oauth:2.0:oob"], scopes="read"
+        )
+    AccessToken.objects.filter(application=app).delete()
+    users = dict(User.objects.filter(username__in=usernames).values_list("username", "id"))
+    expires = timezone.now() + timedelta(days=7)
+    tokens = {name: secrets.token_urlsafe(32) for name in usernames if name in users}
+    AccessToken.objects.bulk_create(
+        AccessToken(
+            user_id=users[name], application=app, token=raw, scope="read", expires=expires
+        )
+        for name, raw in tokens.items()
+    )
+    return tokens
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, type=Path)
@@ -155,6 +191,7 @@ def main() -> None:
         "max_user_id": max_user_id,
         "dataset": dataset_counts(),
         **interactions_fixture(rng, args.deep_readers),
+        "api_tokens": api_tokens(readers),
     }
     args.out.write_text(json.dumps(fixture))
     print(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import gevent
 from locust import FastHttpUser, constant, events, task
+from locust.contrib.fasthttp import FastHttpSession
 from locust.exception import StopUser
 
 FIXTURE = json.loads(Path(os.environ.get("LOAD_FIXTURE", "/tmp/load_fixture.json")).read_text())
@@ -415,6 +416,44 @@ class Search(Reader):
             f"/search?q={FIXTURE['search_word']}", name="search page 1", catch_response=True
         ) as response:
             _check_feed(response)
+
+
+class ApiHomeVsForYou(Reader):
+    """api_home_vs_for_you (issue 17): the client API's home timeline
+    (GET /api/v1/timelines/home with the reader's bearer token, no cookie) and the For You page
+    (signed in with the session cookie), alternating, so the two figures come from one run under
+    the same load. The API calls go through a second HTTP session with no cookie jar entries, as
+    an app sends them. The API answer must be a JSON list of statuses."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.token = FIXTURE["api_tokens"][self.username]
+        self.api = FastHttpSession(
+            self.host, request_event=self.environment.events.request, user=self
+        )
+
+    @task
+    def both(self) -> None:
+        with self.api.get(
+            "/api/v1/timelines/home",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name="api home timeline",
+            catch_response=True,
+        ) as response:
+            try:
+                statuses = response.json() if response.status_code == 200 else None
+            except ValueError:
+                statuses = None
+            if not isinstance(statuses, list):
+                response.failure(f"api home: status {response.status_code}")
+            elif not statuses:
+                extra["empty_pages"] += 1
+                response.success()
+            elif "content" not in statuses[0] or "account" not in statuses[0]:
+                response.failure("api home: not a list of statuses")
+            else:
+                response.success()
+        self.for_you()
 
 
 class SignedOut(FastHttpUser):

@@ -51,6 +51,7 @@ SCENARIOS = [
     ("notifications", "NotificationsPage"),
     ("tag_page", "TagPage"),
     ("search", "Search"),
+    ("api_home_vs_for_you", "ApiHomeVsForYou"),
     ("posting", "Posting"),
     ("mixed", "Mixed"),
     ("liking", "Liking"),
