@@ -138,9 +138,7 @@ def api_tokens(usernames: list[str]) -> dict[str, str]:
     expires = timezone.now() + timedelta(days=7)
     tokens = {name: secrets.token_urlsafe(32) for name in usernames if name in users}
     AccessToken.objects.bulk_create(
-        AccessToken(
-            user_id=users[name], application=app, token=raw, scope="read", expires=expires
-        )
+        AccessToken(user_id=users[name], application=app, token=raw, scope="read", expires=expires)
         for name, raw in tokens.items()
     )
     return tokens
