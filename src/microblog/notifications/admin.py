@@ -3,10 +3,11 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from microblog.core.admin import ReadOnlyAdmin
 from microblog.notifications.models import Notification, PendingNotification
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class NotificationsAdmin(ReadOnlyAdmin):
     """Read-only: notifications are written by notifications.services only (grouping, the
     pending rows and their jobs must agree). Deleting stays allowed: nothing is counted from
     these rows (unread counts are computed when read), and the admin's deletion of an account
@@ -14,15 +15,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(NotificationsAdmin):
     list_display = ("id", "recipient", "kind", "actor", "count", "post_id", "updated_at")
     list_select_related = ("recipient", "actor")
     list_filter = ("kind",)
@@ -30,7 +28,7 @@ class NotificationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PendingNotification)
-class PendingNotificationAdmin(ReadOnlyAdmin):
+class PendingNotificationAdmin(NotificationsAdmin):
     list_display = ("id", "recipient", "kind", "group_key", "actor", "count")
     list_select_related = ("recipient", "actor")
     ordering = ("-id",)
