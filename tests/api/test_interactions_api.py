@@ -171,7 +171,10 @@ def test_favourited_by_leaves_out_blocked_accounts(
     like_create(user=bob, post_id=post.id)
     like_create(user=carol, post_id=post.id)
     block_create(blocker=alice, blocked=carol)
-    names = [a["username"] for a in api_for(alice).get(f"/api/v1/statuses/{post.id}/favourited_by").json()]
+    names = [
+        a["username"]
+        for a in api_for(alice).get(f"/api/v1/statuses/{post.id}/favourited_by").json()
+    ]
     assert names == ["bob"]
     # With a token whose scope does not cover reading statuses: 403.
     scoped = api_for(alice, "write")
@@ -219,9 +222,7 @@ def test_favourites_needs_a_user_token_with_read_favourites(alice: User, api_for
 # --- the reader's flags, reblogs in home, tags and mentions ---------------------------------
 
 
-def test_flags_are_the_token_users(
-    alice: User, bob: User, make_post: Any, api_for: Api
-) -> None:
+def test_flags_are_the_token_users(alice: User, bob: User, make_post: Any, api_for: Api) -> None:
     post = make_post(bob, "p")
     other = make_post(bob, "q")
     like_create(user=alice, post_id=post.id)
@@ -284,9 +285,7 @@ def test_home_shows_reposts_as_reblogs_and_pages_through_them(
     assert str(carols.id) in public_ids and str(repost.id) not in public_ids
 
 
-def test_tags_and_mentions_in_status(
-    alice: User, bob: User, make_post: Any, api_for: Api
-) -> None:
+def test_tags_and_mentions_in_status(alice: User, bob: User, make_post: Any, api_for: Api) -> None:
     post = make_post(alice, "Hi @bob and @nobody, see #Python and #django_tips")
     status = Client().get(f"/api/v1/statuses/{post.id}").json()
     assert status["tags"] == [
@@ -351,9 +350,7 @@ def test_query_counts_with_likes_reposts_tags_and_mentions(
 # --- Idempotency-Key expiry -----------------------------------------------------------------
 
 
-def test_an_expired_idempotency_key_posts_again(
-    alice: User, api_for: Api, settings: Any
-) -> None:
+def test_an_expired_idempotency_key_posts_again(alice: User, api_for: Api, settings: Any) -> None:
     api = api_for(alice)
     first = api.post("/api/v1/statuses", {"status": "once"}, HTTP_IDEMPOTENCY_KEY="k")
     retry = api.post("/api/v1/statuses", {"status": "once"}, HTTP_IDEMPOTENCY_KEY="k")

@@ -71,7 +71,9 @@ def status_unreblog(request: HttpRequest, status_id: int) -> HttpResponse:
     return _status(request, _act(request, status_id, services.repost_delete))
 
 
-def _accounts_page(request: HttpRequest, rows: list[Like] | list[Repost], limit: int) -> HttpResponse:
+def _accounts_page(
+    request: HttpRequest, rows: list[Like] | list[Repost], limit: int
+) -> HttpResponse:
     """Accounts of likes or reposts, paged on the like's or repost's id (the rows' order)."""
     ctx = Context.of(request)
     response = ok([serializers.account(row.user, ctx) for row in rows])

@@ -173,7 +173,9 @@ def status(post: Post, ctx: Context) -> dict[str, Any]:
         "mentions": _mentions(post, ctx),
         # The post's hashtags from its text, by the parser that stored its PostTag rows
         # (tags.services.post_tags_record) and that links them on the card: no query.
-        "tags": [{"name": name, "url": f"{ctx.base}/tags/{name}"} for name in hashtags(post.content)],
+        "tags": [
+            {"name": name, "url": f"{ctx.base}/tags/{name}"} for name in hashtags(post.content)
+        ],
         "emojis": [],
         # As the reader's pages count them where the selector annotated it (posts.selectors).
         "replies_count": post.reply_count,
@@ -206,7 +208,9 @@ def _mentions(post: Post, ctx: Context) -> list[dict[str, Any]]:
     return found
 
 
-def reblog(post: Post, inner: dict[str, Any], repost_id: int, reposter: User, ctx: Context) -> dict[str, Any]:
+def reblog(
+    post: Post, inner: dict[str, Any], repost_id: int, reposter: User, ctx: Context
+) -> dict[str, Any]:
     """Mastodon's reblog: an outer Status by the reposter, its own id (the Repost row's), no
     content of its own, the reposted post's Status as `reblog`. The reader's flags are those of
     the post, as Mastodon shows them on a reblog."""
@@ -231,9 +235,7 @@ def reblog(post: Post, inner: dict[str, Any], repost_id: int, reposter: User, ct
     return entity
 
 
-def statuses(
-    posts: Sequence[Post], ctx: Context, *, reblogs: bool = False
-) -> list[dict[str, Any]]:
+def statuses(posts: Sequence[Post], ctx: Context, *, reblogs: bool = False) -> list[dict[str, Any]]:
     """Many Status entities, in a bounded number of queries whatever the page's size: the
     parents' authors of replies whose parent was not loaded (none on For You or All), the
     reader's likes and reposts (state_for, with a token user), and one query of accounts: the
@@ -242,7 +244,11 @@ def statuses(
 
     `reblogs` (For You): a post that is there because the reader or someone they hear reposted
     it (the "Reposted by" line of the page) is shown as a reblog by that reposter."""
-    ctx.state = state_for(ctx.reader, [post.id for post in posts], reposters=reblogs) if ctx.reader else NO_STATE
+    ctx.state = (
+        state_for(ctx.reader, [post.id for post in posts], reposters=reblogs)
+        if ctx.reader
+        else NO_STATE
+    )
     missing = {
         post.parent_id
         for post in posts
