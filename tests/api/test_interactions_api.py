@@ -117,6 +117,12 @@ def test_reblog_answers_the_wrapper_and_unreblog_the_post(
     assert wrapper["reblog"]["tags"][0]["name"] == "news"
     # Reblogging again changes nothing and answers the same wrapper.
     assert api.post(f"/api/v1/statuses/{post.id}/reblog").json()["id"] == wrapper["id"]
+    # Favouriting the reblog (its own id) favourites the post, as on Mastodon.
+    via_wrapper = api.post(f"/api/v1/statuses/{repost.id}/favourite")
+    assert via_wrapper.json()["id"] == str(post.id) and via_wrapper.json()["favourited"] is True
+    assert [
+        a["username"] for a in api.get(f"/api/v1/statuses/{repost.id}/reblogged_by").json()
+    ] == ["alice"]
     undone = api.post(f"/api/v1/statuses/{post.id}/unreblog")
     assert undone.status_code == 200
     assert undone.json()["id"] == str(post.id)

@@ -23,7 +23,16 @@ Action = Callable[..., bool]
 
 
 def _interactable(request: HttpRequest, status_id: int) -> Post:
-    post = _visible_post(request, status_id)
+    """The post `status_id` names, if the reader may see it and its author does not block them.
+    A reblog's id (a Repost row's, serializers.reblog) names the reblogged post, as on
+    Mastodon, where favouriting or listing a reblog acts on the original."""
+    try:
+        post = _visible_post(request, status_id)
+    except NotFound:
+        reposted = Repost.objects.filter(id=status_id).values_list("post_id", flat=True).first()
+        if reposted is None:
+            raise
+        post = _visible_post(request, reposted)
     if getattr(post, "author_blocks_viewer", False):
         raise NotFound(NO_SUCH_STATUS)
     return post
@@ -32,13 +41,13 @@ def _interactable(request: HttpRequest, status_id: int) -> Post:
 def _act(request: HttpRequest, status_id: int, action: Action) -> Post:
     """Runs one interactions service on a post the reader may see; answers the post as it is
     after it (its counters moved)."""
-    _interactable(request, status_id)
+    post_id = _interactable(request, status_id).id
     try:
-        action(user=token_user(request), post_id=status_id)
+        action(user=token_user(request), post_id=post_id)
     except NotAllowed:
         # Its author blocks the reader (changed since the read above): not found to them.
         raise NotFound(NO_SUCH_STATUS) from None
-    return _visible_post(request, status_id)
+    return _visible_post(request, post_id)
 
 
 def _status(request: HttpRequest, post: Post) -> HttpResponse:
