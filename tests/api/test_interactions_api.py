@@ -291,6 +291,27 @@ def test_home_shows_reposts_as_reblogs_and_pages_through_them(
     assert str(carols.id) in public_ids and str(repost.id) not in public_ids
 
 
+def test_a_post_reposted_by_several_is_one_reblog_by_the_first(
+    alice: User,
+    bob: User,
+    carol: User,
+    make_user: Callable[..., User],
+    make_post: Any,
+    api_for: Api,
+) -> None:
+    dave = make_user("dave")
+    follow_create(follower=alice, followed=bob)
+    follow_create(follower=alice, followed=dave)
+    post = make_post(carol, "shared twice")
+    repost_create(user=dave, post_id=post.id)
+    repost_create(user=bob, post_id=post.id)
+    first = Repost.objects.get(user=dave, post=post)
+    api = api_for(alice)
+    for _ in range(2):  # the same wrapper on every read
+        home = api.get("/api/v1/timelines/home").json()
+        assert [(s["id"], s["account"]["username"]) for s in home] == [(str(first.id), "dave")]
+
+
 def test_tags_and_mentions_in_status(alice: User, bob: User, make_post: Any, api_for: Api) -> None:
     post = make_post(alice, "Hi @bob and @nobody, see #Python and #django_tips")
     status = Client().get(f"/api/v1/statuses/{post.id}").json()
