@@ -374,6 +374,8 @@ MAINTENANCE_INTERVALS = {
     "fanouts_resume": env_int("FANOUTS_RESUME_INTERVAL", 60),
     # The trending hashtags of the last 24 hours (tags.services.trending_refresh).
     "tags_trending": env_int("TAGS_TRENDING_INTERVAL", 600),
+    # Idempotency-Keys older than API_IDEMPOTENCY_HOURS (api.services.idempotency_keys_prune).
+    "api_idempotency_prune": env_int("API_IDEMPOTENCY_PRUNE_INTERVAL", 600),
 }
 JOBS_KEEP_FINISHED_DAYS = env_int("JOBS_KEEP_FINISHED_DAYS", 7)
 

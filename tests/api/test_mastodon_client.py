@@ -98,7 +98,7 @@ def connected(live_server: Any, alice: User) -> tuple[Mastodon, str, str]:
 
 def test_the_mastodon_py_journey(connected: tuple[Mastodon, str, str], bob: User) -> None:
     """The journey of the issue: post, reply, follow, home and public timelines with fetch_next,
-    context, revoke and 401."""
+    favourite and reblog, context, revoke and 401."""
     app, _client_id, _client_secret = connected
     me = app.account_verify_credentials()
     assert me.username == "alice"
@@ -126,6 +126,20 @@ def test_the_mastodon_py_journey(connected: tuple[Mastodon, str, str], bob: User
     assert more is not None
     assert len(public) == 20
     assert {s.id for s in public}.isdisjoint({s.id for s in more})
+
+    # Likes and reposts: favourite, see who favourited, the favourites list, and the flag on a
+    # re-fetch; a reblog comes back as Mastodon's wrapper around the post.
+    liked = bob_posts[3]
+    assert app.status_favourite(liked.id).favourited is True
+    assert [a.username for a in app.status_favourited_by(liked.id)] == ["alice"]
+    assert [str(s.id) for s in app.favourites()] == [str(liked.id)]
+    again = app.status(liked.id)
+    assert again.favourited is True and again.favourites_count == 1
+    wrapper = app.status_reblog(bob_posts[4].id)
+    assert str(wrapper.reblog.id) == str(bob_posts[4].id)
+    assert wrapper.account.id == me.id
+    assert str(wrapper.id) != str(bob_posts[4].id) and wrapper.content == ""
+    assert app.status(bob_posts[4].id).reblogged is True
 
     context = app.status_context(reply.id)
     assert [s.id for s in context.ancestors] == [first.id]

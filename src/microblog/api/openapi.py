@@ -48,6 +48,9 @@ QUERIES: dict[str, list[dict[str, Any]]] = {
         {"name": "id[]", "in": "query", "schema": {"type": "array", "items": ID_SCHEMA}}
     ],
     "api_timeline_home": LIST_PARAMETERS,
+    "api_status_favourited_by": LIST_PARAMETERS,
+    "api_status_reblogged_by": LIST_PARAMETERS,
+    "api_favourites": LIST_PARAMETERS,
     "api_timeline_public": [
         *LIST_PARAMETERS,
         {"name": "local", "in": "query", "schema": {"type": "boolean"}},

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from microblog.core.errors import InvalidInput
 from microblog.core.ids import parse_id
 from microblog.core.pagination import HasId, Page
+from microblog.interactions.models import Repost
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 40
@@ -52,6 +53,33 @@ def list_params(request: HttpRequest) -> ListParams:
         max_id=_id_param(request, "max_id"),
         since_id=_id_param(request, "since_id"),
         min_id=_id_param(request, "min_id"),
+    )
+
+
+def feed_positions(params: ListParams) -> ListParams:
+    """A timeline with reblogs (home) is ordered by the posts' ids: a reposted post stands at
+    its own id, as on the For You page (timelines.fanout), while its reblog's outer id is the
+    Repost row's, made when it was reposted (Mastodon's reblog is a status of its own, with an
+    id of its own, and a client keeps one entry per id: the post's id would make the reblog and
+    the post one status to it). The Link headers carry the posts' ids, so clients that follow
+    them page exactly; a client that pages from the ids it was shown (max_id, since_id or
+    min_id = an outer id) has that id turned back into its post's, the reblog's place in the
+    timeline, in one query of the repost ids (by primary key; only when a cursor is given)."""
+    cursors = {c for c in (params.max_id, params.since_id, params.min_id) if c is not None}
+    if not cursors:
+        return params
+    position = dict(Repost.objects.filter(id__in=cursors).values_list("id", "post_id"))
+    if not position:
+        return params
+
+    def at(cursor: int | None) -> int | None:
+        return position.get(cursor, cursor) if cursor is not None else None
+
+    return ListParams(
+        limit=params.limit,
+        max_id=at(params.max_id),
+        since_id=at(params.since_id),
+        min_id=at(params.min_id),
     )
 
 

@@ -1,9 +1,9 @@
 """Mastodon's JSON entities, as plain functions of our models (docs: the Mastodon API's
 "entities"). Ids are strings, times ISO 8601 in UTC with milliseconds, text is HTML.
 
-Likes, reposts, notifications and tags do not exist yet: `status` answers their counts as 0 and
-their flags as false in one place each, so the branch that adds them changes only `status`
-(and passes what the reader liked or reposted through `Context`).
+`statuses` adds what one reader did to a page's posts (favourited, reblogged: one query,
+interactions.selectors.state_for) and, where a timeline holds reposts (For You), shows each
+such post as Mastodon's reblog: an outer Status by the reposter whose `reblog` is the post.
 """
 
 from collections.abc import Iterable, Sequence
@@ -12,12 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.http import HttpRequest
 from markupsafe import Markup
 
 from microblog.accounts.models import User
 from microblog.api.models import ClientApp
+from microblog.core.ids import id_to_ms
 from microblog.core.jinja import linkify
+from microblog.core.text import hashtags
+from microblog.interactions.selectors import NO_STATE, InteractionState, state_for
 from microblog.moderation.selectors import Relationship
 from microblog.posts.models import Post
 
@@ -30,13 +34,21 @@ class Context:
 
     base: str  # "https://example.org", no trailing slash
     domain: str
+    # The token's user (None: no token, or an app's token): whose favourited / reblogged.
+    reader: User | None = None
     # Filled by `statuses` for replies whose parent was not loaded with them.
     parent_authors: dict[int, int | None] = field(default_factory=dict)
+    # Filled by `statuses`: the reader's likes and reposts of the page's posts.
+    state: InteractionState = NO_STATE
+    # Filled by `statuses`: the ids of the accounts the page's posts mention, by lower-case
+    # username (Post.mention_names holds the names).
+    mentioned_ids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, request: HttpRequest) -> "Context":
         base = request.build_absolute_uri("/").rstrip("/")
-        return cls(base=base, domain=request.get_host())
+        reader = request.user if isinstance(request.user, User) else None
+        return cls(base=base, domain=request.get_host(), reader=reader)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -158,17 +170,21 @@ def status(post: Post, ctx: Context) -> dict[str, Any]:
         "spoiler_text": "",
         "media_attachments": [],
         "application": None,
-        "mentions": [],
-        "tags": [],
+        "mentions": _mentions(post, ctx),
+        # The post's hashtags from its text, by the parser that stored its PostTag rows
+        # (tags.services.post_tags_record) and that links them on the card: no query.
+        "tags": [
+            {"name": name, "url": f"{ctx.base}/tags/{name}"} for name in hashtags(post.content)
+        ],
         "emojis": [],
         # As the reader's pages count them where the selector annotated it (posts.selectors).
         "replies_count": post.reply_count,
         "reblogs_count": post.reposts_count,
         "favourites_count": post.likes_count,
-        # Not yet: the reader's own likes and reposts (interactions.selectors.state_for) and
-        # the favourite / reblog endpoints (docs/api.md, "Not implemented yet").
-        "favourited": False,
-        "reblogged": False,
+        # The token user's own likes and reposts (`statuses` asks state_for once per page);
+        # false without a token user, as Mastodon answers.
+        "favourited": post.id in ctx.state.liked,
+        "reblogged": post.id in ctx.state.reposted,
         "muted": False,
         "bookmarked": False,
         "pinned": False,
@@ -182,9 +198,57 @@ def status(post: Post, ctx: Context) -> dict[str, Any]:
     }
 
 
-def statuses(posts: Sequence[Post], ctx: Context) -> list[dict[str, Any]]:
-    """Many Status entities; the parents' authors of replies whose parent was not loaded come
-    in one query (a page of For You or All has no replies, and makes none)."""
+def _mentions(post: Post, ctx: Context) -> list[dict[str, Any]]:
+    found = []
+    for name in post.mention_names.split():
+        user_id = ctx.mentioned_ids.get(name.lower())
+        if user_id is not None:  # an account erased since: no longer a mention
+            url = f"{ctx.base}/@{name}"
+            found.append({"id": str(user_id), "username": name, "acct": name, "url": url})
+    return found
+
+
+def reblog(
+    post: Post, inner: dict[str, Any], repost_id: int, reposter: User, ctx: Context
+) -> dict[str, Any]:
+    """Mastodon's reblog: an outer Status by the reposter, its own id (the Repost row's), no
+    content of its own, the reposted post's Status as `reblog`. The reader's flags are those of
+    the post, as Mastodon shows them on a reblog."""
+    entity = dict(inner)
+    entity.update(
+        {
+            "id": str(repost_id),
+            "uri": f"{inner['uri']}#repost-{repost_id}",
+            "created_at": iso(datetime.fromtimestamp(id_to_ms(repost_id) / 1000, UTC)),
+            "account": account(reposter, ctx),
+            "content": "",
+            "mentions": [],
+            "tags": [],
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+            "reblog": inner,
+            "in_reply_to_id": None,
+            "in_reply_to_account_id": None,
+        }
+    )
+    return entity
+
+
+def statuses(posts: Sequence[Post], ctx: Context, *, reblogs: bool = False) -> list[dict[str, Any]]:
+    """Many Status entities, in a bounded number of queries whatever the page's size: the
+    parents' authors of replies whose parent was not loaded (none on For You or All), the
+    reader's likes and reposts (state_for, with a token user), and one query of accounts: the
+    authors the page's query read in part, the reposters of wrapped posts and the mentioned
+    accounts (each only when needed).
+
+    `reblogs` (For You): a post that is there because the reader or someone they hear reposted
+    it (the "Reposted by" line of the page) is shown as a reblog by that reposter."""
+    ctx.state = (
+        state_for(ctx.reader, [post.id for post in posts], reposters=reblogs)
+        if ctx.reader
+        else NO_STATE
+    )
     missing = {
         post.parent_id
         for post in posts
@@ -196,14 +260,23 @@ def statuses(posts: Sequence[Post], ctx: Context) -> list[dict[str, Any]]:
         ctx.parent_authors.update(
             Post.objects.filter(id__in=missing).values_list("id", "author_id")
         )
-    _load_whole_authors(posts)
-    return [status(post, ctx) for post in posts]
+    reposters = _load_accounts(posts, ctx)
+    shown = []
+    for post in posts:
+        entity = status(post, ctx)
+        wrapped = ctx.state.reposts.get(post.id)
+        if wrapped is not None and wrapped[1] in reposters:
+            entity = reblog(post, entity, wrapped[0], reposters[wrapped[1]], ctx)
+        shown.append(entity)
+    return shown
 
 
-def _load_whole_authors(posts: Sequence[Post]) -> None:
-    """The Account entity shows counters, dates and the bio, which the pages' card lists leave
-    unread (posts.selectors.with_card_authors): such authors are read whole, in one query for
-    the page, instead of one query per deferred column and post."""
+def _load_accounts(posts: Sequence[Post], ctx: Context) -> dict[int, User]:
+    """One query for every account the page shows and did not load whole: the Account entity
+    shows counters, dates and the bio, which the pages' card lists leave unread
+    (posts.selectors.with_card_authors), so such authors are read again whole (instead of one
+    query per deferred column and post); the reposters of wrapped posts; the mentioned accounts'
+    ids (by name: Post.mention_names). Returns the reposters by id."""
     partial = {
         post.author_id
         for post in posts
@@ -212,12 +285,33 @@ def _load_whole_authors(posts: Sequence[Post]) -> None:
         and post.author is not None
         and post.author.get_deferred_fields()
     }
-    if not partial:
-        return
-    whole = User.objects.in_bulk(partial)
+    reader = ctx.reader
+    reposter_ids = {reposter_id for _, reposter_id in ctx.state.reposts.values()}
+    reposters: dict[int, User] = {}
+    if reader is not None and reader.id in reposter_ids:
+        reposters[reader.id] = reader
+    wanted = partial | (reposter_ids - reposters.keys())
+    # The names as post_create stored them: the accounts' own spelling (usernames do not
+    # change), so the plain unique index of usernames finds them.
+    names = {
+        name
+        for post in posts
+        for name in post.mention_names.split()
+        if name.lower() not in ctx.mentioned_ids
+    }
+    if not wanted and not names:
+        return reposters
+    whole = {}
+    for user in User.objects.filter(Q(id__in=wanted) | Q(username__in=names)):
+        if user.id in wanted:
+            whole[user.id] = user
+        if user.username in names:
+            ctx.mentioned_ids[user.username.lower()] = user.id
     for post in posts:
-        if post.author_id in whole:
+        if post.author_id in partial and post.author_id in whole:
             post.author = whole[post.author_id]
+    reposters.update((i, whole[i]) for i in reposter_ids if i in whole)
+    return reposters
 
 
 def relationship(user_id: int, rel: Relationship) -> dict[str, Any]:

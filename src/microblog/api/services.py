@@ -3,7 +3,7 @@ revoking a user's authorization of an app. Everything else the API changes goes 
 other apps' services (post_create, follow_create, block_create, report_create...)."""
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -122,6 +122,16 @@ def status_create(
         record.post_id = post.id
         record.save(update_fields=["post_id"])
     return post
+
+
+def idempotency_keys_prune(now: datetime | None = None) -> int:
+    """Forgets the Idempotency-Keys older than API_IDEMPOTENCY_HOURS (the `api_idempotency_prune`
+    maintenance job); returns how many. status_create already ignores and replaces an expired
+    key when the same one comes again, so this only keeps the table from growing: one range
+    delete on the created_at index every run, instead of a delete on every post."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.API_IDEMPOTENCY_HOURS)
+    deleted, _ = IdempotentStatus.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def authorization_revoke(*, user: User, app_id: int) -> int:

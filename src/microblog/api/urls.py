@@ -6,7 +6,7 @@ from typing import Any
 
 from django.urls import URLPattern, path, re_path
 
-from microblog.api import oauth_views, openapi, views
+from microblog.api import interaction_views, oauth_views, openapi, views
 from microblog.api.auth import PUBLIC, Access, api_view
 from microblog.core.ids import ID_PATTERN
 
@@ -138,6 +138,42 @@ api_urlpatterns = [
         f"api/v1/statuses/{STATUS}/context",
         api_view(GET=(read("statuses", user=False), views.status_context)),
         name="api_status_context",
+    ),
+    # likes and reposts (Mastodon's favourites and reblogs): api/interaction_views.py
+    route(
+        f"api/v1/statuses/{STATUS}/favourite",
+        api_view(POST=(write("favourites"), interaction_views.status_favourite)),
+        name="api_status_favourite",
+    ),
+    route(
+        f"api/v1/statuses/{STATUS}/unfavourite",
+        api_view(POST=(write("favourites"), interaction_views.status_unfavourite)),
+        name="api_status_unfavourite",
+    ),
+    route(
+        f"api/v1/statuses/{STATUS}/reblog",
+        api_view(POST=(write("statuses"), interaction_views.status_reblog)),
+        name="api_status_reblog",
+    ),
+    route(
+        f"api/v1/statuses/{STATUS}/unreblog",
+        api_view(POST=(write("statuses"), interaction_views.status_unreblog)),
+        name="api_status_unreblog",
+    ),
+    route(
+        f"api/v1/statuses/{STATUS}/favourited_by",
+        api_view(GET=(read("statuses", user=False), interaction_views.status_favourited_by)),
+        name="api_status_favourited_by",
+    ),
+    route(
+        f"api/v1/statuses/{STATUS}/reblogged_by",
+        api_view(GET=(read("statuses", user=False), interaction_views.status_reblogged_by)),
+        name="api_status_reblogged_by",
+    ),
+    route(
+        "api/v1/favourites",
+        api_view(GET=(read("favourites"), interaction_views.favourites)),
+        name="api_favourites",
     ),
     # timelines
     route(

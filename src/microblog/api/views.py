@@ -12,7 +12,7 @@ from microblog.accounts import services as account_services
 from microblog.accounts.models import User
 from microblog.api import serializers
 from microblog.api.auth import error, token_user
-from microblog.api.pagination import collect, link_header, list_params
+from microblog.api.pagination import collect, feed_positions, link_header, list_params
 from microblog.api.params import body, query
 from microblog.api.serializers import Context
 from microblog.api.services import status_create
@@ -267,15 +267,20 @@ def status_context(request: HttpRequest, status_id: int) -> HttpResponse:
 # --- timelines -------------------------------------------------------------------------------
 
 
-def _posts_page(request: HttpRequest, posts: list[Post], limit: int) -> HttpResponse:
-    response = ok(serializers.statuses(posts, Context.of(request)))
+def _posts_page(
+    request: HttpRequest, posts: list[Post], limit: int, *, reblogs: bool = False
+) -> HttpResponse:
+    response = ok(serializers.statuses(posts, Context.of(request), reblogs=reblogs))
+    # The links page on the posts' ids, which are the timeline's order, also for a post shown
+    # as a reblog (whose outer id is its repost's: pagination.feed_positions).
     return link_header(request, response, posts, limit=limit, full=len(posts) >= limit)
 
 
 def timeline_home(request: HttpRequest) -> HttpResponse:
-    """For You: the reader's own posts and those of the people they follow."""
+    """For You: the reader's own posts and those of the people they follow, and the posts they
+    or those people reposted, shown as reblogs (serializers.reblog)."""
     user = token_user(request)
-    params = list_params(request)
+    params = feed_positions(list_params(request))
     if params.newer is not None:
         # The pull query: the same rows as the stored feed (timelines.selectors.for_you_since).
         posts = timelines.newer_than(
@@ -287,7 +292,7 @@ def timeline_home(request: HttpRequest) -> HttpResponse:
         )
     else:
         posts = collect(lambda cursor: timelines.for_you(user, cursor), params.max_id, params.limit)
-    return _posts_page(request, posts, params.limit)
+    return _posts_page(request, posts, params.limit, reblogs=True)
 
 
 def timeline_public(request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db.models import QuerySet, Value
-from django.db.models.fields import CharField, IntegerField
+from django.db.models.fields import BigIntegerField, CharField, IntegerField
 
 from microblog.accounts.models import User
 from microblog.core import sqlcache
@@ -28,6 +28,9 @@ class InteractionState:
     liked: frozenset[int] = frozenset()
     reposted: frozenset[int] = frozenset()
     reposted_by: dict[int, str] = field(default_factory=dict)
+    # With `reposters`: the repost that `reposted_by` names, post id -> (repost id, reposter id)
+    # (the client API shows it as a Mastodon reblog: its own id, by its reposter).
+    reposts: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 NO_STATE = InteractionState()
@@ -54,18 +57,26 @@ def state_for(
     liked: set[int] = set()
     reposted: set[int] = set()
     reposted_by: dict[int, str] = {}
-    for post_id, kind, username in rows:
+    reposts: dict[int, tuple[int, int]] = {}
+    for post_id, kind, username, repost_id, reposter_id in rows:
         if kind == LIKED:
             liked.add(post_id)
         elif kind == REPOSTED:
             reposted.add(post_id)
-            reposted_by.setdefault(post_id, "")  # "You reposted", unless someone heard did
-        elif not reposted_by.get(post_id):
+            if post_id not in reposted_by:  # "You reposted", unless someone heard did
+                reposted_by[post_id] = ""
+                reposts[post_id] = (repost_id, reposter_id)
+        elif not reposted_by.get(post_id) or repost_id < reposts[post_id][0]:
+            # Someone heard: the first of them to repost it, the same on every read.
             reposted_by[post_id] = username
+            reposts[post_id] = (repost_id, reposter_id)
     if not with_reposters:
-        reposted_by = {}
+        reposted_by, reposts = {}, {}
     return InteractionState(
-        liked=frozenset(liked), reposted=frozenset(reposted), reposted_by=reposted_by
+        liked=frozenset(liked),
+        reposted=frozenset(reposted),
+        reposted_by=reposted_by,
+        reposts=reposts,
     )
 
 
@@ -73,27 +84,34 @@ def state_for(
 COMPILED_IDS_MAX = 64
 
 
-def _state_rows(viewer_id: int, *post_ids: int) -> QuerySet[Like, tuple[int, int, str]]:
-    """(post_id, LIKED or REPOSTED, "") rows: the reader's likes and reposts among the posts."""
+StateRow = tuple[int, int, str, int, int]
+
+
+def _state_rows(viewer_id: int, *post_ids: int) -> QuerySet[Like, StateRow]:
+    """(post_id, LIKED or REPOSTED, "", repost id, reposter id) rows: the reader's likes (0, 0
+    for the last two) and reposts among the posts."""
     nobody = Value("", output_field=CharField())
+    no_id = Value(0, output_field=BigIntegerField())
     likes = Like.objects.filter(user_id=viewer_id, post_id__in=post_ids).values_list(
-        "post_id", Value(LIKED, output_field=IntegerField()), nobody
+        "post_id", Value(LIKED, output_field=IntegerField()), nobody, no_id, no_id
     )
     own_reposts = Repost.objects.filter(user_id=viewer_id, post_id__in=post_ids).values_list(
-        "post_id", Value(REPOSTED, output_field=IntegerField()), nobody
+        "post_id", Value(REPOSTED, output_field=IntegerField()), nobody, "id", "user_id"
     )
     return likes.union(own_reposts, all=True)
 
 
-def _state_rows_with_reposters(
-    viewer_id: int, *post_ids: int
-) -> QuerySet[Like, tuple[int, int, str]]:
-    """_state_rows and, for For You, (post_id, REPOSTED_BY_HEARD, username) rows: who of the
-    accounts the reader hears reposted each post."""
+def _state_rows_with_reposters(viewer_id: int, *post_ids: int) -> QuerySet[Like, StateRow]:
+    """_state_rows and, for For You, (post_id, REPOSTED_BY_HEARD, username, repost id,
+    reposter id) rows: who of the accounts the reader hears reposted each post."""
     heard = Repost.objects.filter(
         post_id__in=post_ids, user_id__in=visibility.heard_ids_of(viewer_id)
     ).values_list(
-        "post_id", Value(REPOSTED_BY_HEARD, output_field=IntegerField()), "user__username"
+        "post_id",
+        Value(REPOSTED_BY_HEARD, output_field=IntegerField()),
+        "user__username",
+        "id",
+        "user_id",
     )
     return _state_rows(viewer_id, *post_ids).union(heard, all=True)
 
@@ -105,6 +123,15 @@ def liked_by(post: Post, viewer: Viewer, cursor: int | None = None) -> Page[Like
     if viewer.is_authenticated:
         likes = likes.exclude(user_id__in=visibility.blocked_ids(viewer.id))
     return _newest_first(likes, cursor)
+
+
+def reposted_by(post: Post, viewer: Viewer, cursor: int | None = None) -> Page[Repost]:
+    """Who reposted a post, newest repost first, paged on the repost's id; leaves out accounts
+    the viewer blocks (as liked_by)."""
+    reposts = Repost.objects.filter(post_id=post.id).select_related("user")
+    if viewer.is_authenticated:
+        reposts = reposts.exclude(user_id__in=visibility.blocked_ids(viewer.id))
+    return _newest_first(reposts, cursor)
 
 
 def likes_of(user: User, cursor: int | None = None) -> Page[Like]:

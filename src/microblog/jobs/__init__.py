@@ -243,6 +243,14 @@ def ratelimit_prune() -> int:
 
 
 @job(MAINTENANCE)
+def api_idempotency_prune() -> int:
+    """Expired Idempotency-Keys of the client API (api.services.idempotency_keys_prune)."""
+    from microblog.api.services import idempotency_keys_prune
+
+    return idempotency_keys_prune()
+
+
+@job(MAINTENANCE)
 def tags_trending() -> int:
     """The trending hashtags, stored for the pages (tags.services.trending_refresh)."""
     from microblog.tags.services import trending_refresh
@@ -257,4 +265,5 @@ SCHEDULED: dict[str, Task[..., Any]] = {
     "ratelimit_prune": ratelimit_prune,
     "fanouts_resume": fanouts_resume,
     "tags_trending": tags_trending,
+    "api_idempotency_prune": api_idempotency_prune,
 }
