@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 import requests
+from django.test import Client
 from mastodon import Mastodon, StreamListener
 
+from microblog.accounts.models import User
+from microblog.stream.app import STREAM_PATH_PREFIXES, Subscription, is_stream_path
+from microblog.stream.events import DeletedEvent, PostEvent, UnreadCountEvent, parse
 from tests.stream.helpers import (
     Driver,
     EventStream,
@@ -79,6 +83,56 @@ def _next(events: EventStream, name: str, timeout: float = 5.0) -> Any:
         if event.get("event") == name:
             return json.loads(event["data"])
     return None
+
+
+# --- The filters, the events, the routes (in process) ------------------------------------------
+
+READER, FOLLOWED, MUTED, STRANGER = 1, 2, 3, 4
+
+
+def test_public_and_notification_streams_filter_as_their_rest_lists() -> None:
+    public = Subscription(User(id=READER), "public", excluded=frozenset({MUTED}), client_api=True)
+    visitor = Subscription(None, "public", client_api=True)
+    assert public.wants(PostEvent(10, STRANGER, None))
+    assert not public.wants(PostEvent(11, STRANGER, 10))  # All has no replies
+    assert not public.wants(PostEvent(12, MUTED, None))
+    assert visitor.wants(PostEvent(12, MUTED, None)) and visitor.reader_id == 0
+    assert public.wants(DeletedEvent(10, STRANGER, None))
+    assert not public.wants(DeletedEvent(12, MUTED, None))
+    notifications = Subscription(User(id=READER), "notifications", client_api=True)
+    assert not notifications.wants(PostEvent(13, READER, None))
+    assert notifications.wants(UnreadCountEvent(READER, 1))
+    assert not notifications.wants(UnreadCountEvent(FOLLOWED, 1))
+    home = Subscription(User(id=READER), "for_you", heard=frozenset({FOLLOWED}), client_api=True)
+    assert home.wants(DeletedEvent(14, FOLLOWED, None))
+    assert not home.wants(DeletedEvent(15, STRANGER, None))
+
+
+def test_deleted_event_payload() -> None:
+    assert parse('{"deleted":386,"author":7,"parent":null}') == DeletedEvent(386, 7, None)
+    assert parse('{"deleted":"x"}') is None
+
+
+def test_serve_and_the_load_balancer_send_api_streaming_to_the_stream_process() -> None:
+    """combined.py asks is_stream_path; deploy/haproxy.cfg names the same prefixes."""
+    assert is_stream_path("/api/v1/streaming/user") and is_stream_path("/api/v1/streaming")
+    assert is_stream_path("/events/")
+    assert not is_stream_path("/api/v1/timelines/home")
+    haproxy = (Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg").read_text()
+    rule = next(line for line in haproxy.splitlines() if "use_backend stream" in line)
+    for prefix in STREAM_PATH_PREFIXES:
+        assert f" {prefix}" in rule, prefix
+
+
+def test_instance_names_the_streaming_api(db: None, settings: Any) -> None:
+    """The site's own origin as Mastodon gives it (wss:// over HTTPS), or API_STREAMING_URL."""
+    client = Client()
+    assert client.get("/api/v1/instance").json()["urls"]["streaming_api"] == "ws://testserver"
+    v2 = client.get("/api/v2/instance", secure=True).json()
+    assert v2["configuration"]["urls"]["streaming"] == "wss://testserver"
+    settings.API_STREAMING_URL = "wss://stream.example.org"
+    v1 = client.get("/api/v1/instance").json()
+    assert v1["urls"]["streaming_api"] == "wss://stream.example.org"
 
 
 # --- Format -------------------------------------------------------------------------------------
