@@ -135,6 +135,32 @@ def test_instance_names_the_streaming_api(db: None, settings: Any) -> None:
     assert v1["urls"]["streaming_api"] == "wss://stream.example.org"
 
 
+def test_notification_entity_in_mastodons_types(alice: User, bob: User, make_post: Any) -> None:
+    """A like is a `favourite` with its status, a follow a `follow` without one; `id` is the
+    group's time-sortable sort_id."""
+    from microblog.api.serializers import Context, notification, statuses
+    from microblog.follows.services import follow_create
+    from microblog.interactions.services import like_create
+    from microblog.notifications.models import Notification, PendingNotification
+    from microblog.notifications.services import notifications_fold
+
+    post = make_post(alice, "like me")
+    like_create(user=bob, post_id=post.id)
+    follow_create(follower=bob, followed=alice)
+    for pending in PendingNotification.objects.filter(recipient=alice):
+        notifications_fold(recipient_id=alice.id, kind=pending.kind, group_key=pending.group_key)
+    ctx = Context(base="https://example.org", domain="example.org")
+    rows = Notification.objects.filter(recipient=alice).select_related("actor", "post__author")
+    by_kind = {row.kind: row for row in rows}
+    liked = notification(by_kind["like"], statuses([by_kind["like"].post], ctx)[0], ctx)
+    assert liked["type"] == "favourite" and liked["id"] == str(by_kind["like"].sort_id)
+    assert liked["account"]["username"] == bob.username
+    assert liked["status"]["id"] == str(post.id)
+    assert liked["created_at"].endswith("Z")
+    followed = notification(by_kind["follow"], None, ctx)
+    assert followed["type"] == "follow" and followed["status"] is None
+
+
 # --- Format -------------------------------------------------------------------------------------
 
 

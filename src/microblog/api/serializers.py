@@ -232,7 +232,9 @@ NOTIFICATION_TYPES = {
 }
 
 
-def notification(row: Notification, status_entity: dict[str, Any] | None, ctx: Context) -> dict:
+def notification(
+    row: Notification, status_entity: dict[str, Any] | None, ctx: Context
+) -> dict[str, Any]:
     """The Notification entity of one of our notification rows (a group: its latest actor is the
     account). `id` is the row's `sort_id`, the time-sortable cursor the notifications page reads
     by; `status_entity` is the Status of the post it is about (see `statuses`), None for follows."""
