@@ -360,6 +360,13 @@ def test_stream_refusals_are_the_rest_apis_errors(stream) -> None:
     assert (health.status_code, health.text) == (200, "OK")
     posted = requests.post(f"http://127.0.0.1:{port}{USER}", timeout=10)
     assert posted.status_code == 405 and posted.json()["error"]
+    preflight = requests.options(
+        f"http://127.0.0.1:{port}{USER}",
+        headers={"Origin": "https://elk.example", "Access-Control-Request-Method": "GET"},
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
 
 
 def test_a_revoked_token_ends_its_open_stream(stream) -> None:
