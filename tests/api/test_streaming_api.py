@@ -161,6 +161,29 @@ def test_notification_entity_in_mastodons_types(alice: User, bob: User, make_pos
     assert followed["type"] == "follow" and followed["status"] is None
 
 
+def test_per_event_reads_are_one_query_each(
+    alice: User, bob: User, make_post: Any, django_assert_num_queries: Any
+) -> None:
+    """A new post's Status (once per process and post) and a batch of new notifications (once per
+    change and stream) are one query each, replies included."""
+    from microblog.api.serializers import Context
+    from microblog.stream.api import new_notifications, status_json
+
+    ctx = Context(base="https://example.org", domain="example.org")
+    post = make_post(alice, "a post")
+    reply = make_post(bob, "@alice a reply", parent=post)
+    with django_assert_num_queries(1):
+        status = json.loads(status_json(reply.id, ctx) or "null")
+    assert status["in_reply_to_account_id"] == str(alice.id)
+    with django_assert_num_queries(1):
+        frames, newest = new_notifications(alice.id, 0, ctx)
+    (entity,) = [json.loads(frame) for frame in frames]  # a reply that mentions: one row
+    assert entity["status"]["in_reply_to_account_id"] == str(alice.id)
+    assert entity["id"] == str(newest)
+    with django_assert_num_queries(1):
+        assert new_notifications(alice.id, newest, ctx) == ([], newest)
+
+
 # --- Format -------------------------------------------------------------------------------------
 
 
