@@ -30,6 +30,9 @@ It delivers, it does not compute (docs/architecture.md, "Real-time"):
   (`{"unread": n}`) goes to that user's open streams, for the top bar's count; read once per
   batch of users by the process, sent only when it changed.
 
+The client API's Mastodon streams (`/api/v1/streaming`, token-authenticated) are answered by
+stream/api.py on the same hub, filters and limits.
+
 Database work runs in a small thread pool (Django's ORM is synchronous).
 """
 
