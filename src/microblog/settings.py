@@ -508,3 +508,7 @@ API_IDEMPOTENCY_HOURS = env_int("API_IDEMPOTENCY_HOURS", 1)
 # The name and version /api/v1/instance gives; clients read the Mastodon version at its start.
 API_INSTANCE_TITLE = os.environ.get("API_INSTANCE_TITLE", "Microblog")
 API_MASTODON_VERSION = "4.3.0"
+# Where Mastodon clients open the streaming API (/api/v1/instance `urls.streaming_api`, v2
+# `configuration.urls.streaming`): empty for the site's own origin as ws:// or wss://, where
+# `microblog serve` and the load balancer send /api/v1/streaming to the streaming process.
+API_STREAMING_URL = os.environ.get("API_STREAMING_URL", "")

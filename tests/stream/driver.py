@@ -71,6 +71,15 @@ def main() -> None:
             else:
                 block_create(blocker=reader, blocked=other)
             answer = {}
+        elif op == "token":  # an OAuth access token, as the token endpoint stores it
+            answer = {"token": _token(command.get("user"), command["scope"])}
+        elif op == "revoke":  # Settings, "Authorized apps": every token of the app ends
+            from microblog.api.services import authorization_revoke
+
+            ended = authorization_revoke(
+                user=User.objects.get(id=command["user"]), app_id=command["app"]
+            )
+            answer = {"ended": ended}
         elif op in ("follow", "unfollow"):
             follower = User.objects.get(id=command["follower"])
             followed = User.objects.get(id=command["followed"])
@@ -83,6 +92,30 @@ def main() -> None:
             answer = {"error": f"unknown op {op}"}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
+
+
+def _token(user_id: int | None, scope: str) -> dict[str, object]:
+    import secrets
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken
+
+    from microblog.accounts.models import User
+    from microblog.api.services import app_register
+
+    app, _secret = app_register(
+        name="Streaming test", redirect_uris=["urn:ietf:wg:oauth:2.0:oob"], scopes=scope
+    )
+    raw = secrets.token_urlsafe(32)
+    AccessToken.objects.create(
+        user=User.objects.get(id=user_id) if user_id is not None else None,
+        application=app,
+        token=raw,
+        scope=scope,
+        expires=timezone.now() + timedelta(days=1),
+    )
+    return {"raw": raw, "app": app.id}
 
 
 if __name__ == "__main__":

@@ -125,6 +125,16 @@ class Driver:
     def block(self, reader: int, other: int) -> None:
         self.call(op="block", reader=reader, other=other)
 
+    def token(self, user: int | None, scope: str = "read write follow") -> tuple[str, int]:
+        """An OAuth access token of `user` (None: an app token) with `scope`, of an app of its
+        own: (the token, the app's id)."""
+        answer = self.call(op="token", user=user, scope=scope)["token"]
+        return answer["raw"], answer["app"]
+
+    def revoke(self, user: int, app: int) -> None:
+        """The user revokes the app in Settings (api.services.authorization_revoke)."""
+        assert self.call(op="revoke", user=user, app=app)["ended"] >= 1
+
     def close(self) -> None:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()
@@ -172,15 +182,22 @@ class EventStream:
     returns reaches it (no sleep needed)."""
 
     def __init__(
-        self, port: int, query: str, session: str | None, last_event_id: str | None = None
+        self,
+        port: int,
+        query: str,
+        session: str | None,
+        last_event_id: str | None = None,
+        *,
+        path: str = "/events/",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        headers = {"Accept": "text/event-stream"}
+        headers = {"Accept": "text/event-stream", **(headers or {})}
         if session:
             headers["Cookie"] = f"sessionid={session}"
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        self.connection.request("GET", f"/events/?{query}", headers=headers)
+        self.connection.request("GET", f"{path}?{query}" if query else path, headers=headers)
         self.response = self.connection.getresponse()
         self.status = self.response.status
 

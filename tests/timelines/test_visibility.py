@@ -106,6 +106,41 @@ def test_following_and_pages_orm_and_python_agree(
         assert python <= opened  # blocked accounts' posts open (withheld), pages leave them out
 
 
+def test_all_orm_and_python_agree(
+    make_user: Callable[..., User], make_post: Callable[..., Post]
+) -> None:
+    """everyone_shows (the client API's public stream) is everyone() for one post that is not a
+    placeholder: top-level, visible or the reader's own, not by an account they block or mute."""
+    reader, staff = _world(make_user, make_post)
+    posts = list(
+        Post.objects.filter(is_deleted=False).values_list(
+            "id", "author_id", "parent_id", "is_hidden"
+        )
+    )
+    for viewer in (reader, staff, AnonymousUser()):
+        viewer_id = viewer.id if viewer.is_authenticated else None
+        excluded = frozenset(visibility.excluded_from_feeds(viewer_id) if viewer_id else ())
+        python = {
+            i
+            for i, a, p, h in posts
+            if visibility.everyone_shows(viewer_id, excluded, author=a, parent=p, hidden=h)
+        }
+        orm = set(Post.objects.filter(visibility.everyone(viewer)).values_list("id", flat=True))
+        assert python == orm and python, viewer
+    reader_sees = {
+        i
+        for i, a, p, h in posts
+        if visibility.everyone_shows(
+            reader.id,
+            frozenset(visibility.excluded_from_feeds(reader.id)),
+            author=a,
+            parent=p,
+            hidden=h,
+        )
+    }
+    assert len(reader_sees) == 4  # the reader's two (one hidden), b's and d's visible ones
+
+
 def test_stored_in_feeds_sql_and_python_agree(
     make_user: Callable[..., User], make_post: Callable[..., Post]
 ) -> None:

@@ -128,7 +128,12 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Microblog client API (Mastodon-compatible)",
             "version": "1",
-            "description": 'See docs/api.md. Errors are {"error": "..."}.',
+            "description": (
+                'See docs/api.md. Errors are {"error": "..."}. Streaming (/api/v1/streaming/*, '
+                "Server-Sent Events) is served by the streaming process, not by these routes, "
+                'and is described in docs/api.md ("Streaming"); its address is the instance\'s '
+                "urls.streaming_api."
+            ),
         },
         "paths": paths,
         "components": {

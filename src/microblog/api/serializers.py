@@ -23,6 +23,7 @@ from microblog.core.jinja import linkify
 from microblog.core.text import hashtags
 from microblog.interactions.selectors import NO_STATE, InteractionState, state_for
 from microblog.moderation.selectors import Relationship
+from microblog.notifications.models import Notification
 from microblog.posts.models import Post
 
 DELETED_USERNAME = "deleted"
@@ -312,6 +313,33 @@ def _load_accounts(posts: Sequence[Post], ctx: Context) -> dict[int, User]:
             post.author = whole[post.author_id]
     reposters.update((i, whole[i]) for i in reposter_ids if i in whole)
     return reposters
+
+
+# Our kinds as Mastodon's notification types: a reply is a mention there (it mentions the
+# replied-to author), likes are favourites, reposts reblogs.
+NOTIFICATION_TYPES = {
+    "reply": "mention",
+    "mention": "mention",
+    "follow": "follow",
+    "like": "favourite",
+    "repost": "reblog",
+}
+
+
+def notification(
+    row: Notification, status_entity: dict[str, Any] | None, ctx: Context
+) -> dict[str, Any]:
+    """The Notification entity of one of our notification rows (a group: its latest actor is the
+    account). `id` is the row's `sort_id`, the time-sortable cursor the notifications page reads
+    by; `status_entity` is the Status of the post it is about (see `statuses`), None for follows."""
+    return {
+        "id": str(row.sort_id),
+        "type": NOTIFICATION_TYPES.get(row.kind, row.kind),
+        "created_at": iso(row.updated_at),
+        "group_key": f"{row.kind}-{row.group_key}",
+        "account": account(row.actor, ctx),
+        "status": status_entity,
+    }
 
 
 def relationship(user_id: int, rel: Relationship) -> dict[str, Any]:

@@ -380,6 +380,16 @@ def _limits() -> dict[str, Any]:
     }
 
 
+def _streaming_url(request: HttpRequest) -> str:
+    """Where the streaming API is (stream/api.py): API_STREAMING_URL, or this site's origin as a
+    WebSocket address, as Mastodon gives it (clients that stream over HTTP, as Mastodon.py does,
+    read its host; the same origin routes /api/v1/streaming to the streaming process)."""
+    if settings.API_STREAMING_URL:
+        return str(settings.API_STREAMING_URL)
+    scheme = "wss" if request.is_secure() else "ws"
+    return f"{scheme}://{request.get_host()}"
+
+
 def instance_v1(request: HttpRequest) -> HttpResponse:
     ctx = Context.of(request)
     return ok(
@@ -390,7 +400,7 @@ def instance_v1(request: HttpRequest) -> HttpResponse:
             "description": "A microblog",
             "email": "",
             "version": _version(),
-            "urls": {"streaming_api": ""},
+            "urls": {"streaming_api": _streaming_url(request)},
             "stats": {
                 "user_count": User.objects.filter(is_active=True).count(),
                 "status_count": Post.objects.filter(is_deleted=False).count(),
@@ -426,7 +436,7 @@ def instance_v2(request: HttpRequest) -> HttpResponse:
             "thumbnail": {"url": f"{ctx.base}{settings.STATIC_URL}api/header.png"},
             "languages": ["en"],
             "configuration": {
-                "urls": {"streaming": ""},
+                "urls": {"streaming": _streaming_url(request)},
                 "accounts": {"max_featured_tags": 0, "max_pinned_statuses": 0},
                 "statuses": _limits(),
                 "media_attachments": {"supported_mime_types": []},

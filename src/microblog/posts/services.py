@@ -174,6 +174,10 @@ def post_delete(*, post: Post, actor: User) -> None:
             Post.objects.filter(id=post.id).delete()
             _reply_removed(post.parent_id)
         fanout.remove_post(post.id)
+        # Open client API streams that may have shown it send Mastodon's `delete` (stream/app.py).
+        events.publish_post_deleted_after_commit(
+            post_id=post.id, author_id=post.author_id, parent_id=post.parent_id
+        )
         # No notification keeps the deleted post's text or author (a removed row cascades too).
         notifications.notifications_forget_post(post_id=post.id)
         if post.author_id is not None:

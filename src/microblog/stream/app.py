@@ -30,6 +30,9 @@ It delivers, it does not compute (docs/architecture.md, "Real-time"):
   (`{"unread": n}`) goes to that user's open streams, for the top bar's count; read once per
   batch of users by the process, sent only when it changed.
 
+The client API's Mastodon streams (`/api/v1/streaming`, token-authenticated) are answered by
+stream/api.py on the same hub, filters and limits.
+
 Database work runs in a small thread pool (Django's ORM is synchronous).
 """
 
@@ -59,6 +62,7 @@ from microblog.ops.metrics import STREAM_CONNECTIONS, STREAM_DELIVERY_LATENCY
 from microblog.stream.events import (
     CHANNEL,
     CountEvent,
+    DeletedEvent,
     FiltersChangedEvent,
     PostEvent,
     RepliesChangedEvent,
@@ -78,6 +82,18 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 FEEDS = ("for_you", "following")
+# Addresses this app answers besides /up: the pages' stream, and the client API's streams
+# (stream/api.py). microblog serve's one-port app (combined.py) and the load balancer
+# (deploy/haproxy.cfg) send these prefixes here.
+EVENTS_PREFIX = "/events"
+API_STREAMING_PREFIX = "/api/v1/streaming"
+STREAM_PATH_PREFIXES = (EVENTS_PREFIX, API_STREAMING_PREFIX)
+
+
+def is_stream_path(path: str) -> bool:
+    return path.startswith(STREAM_PATH_PREFIXES)
+
+
 QUEUE_SIZE = 1000
 RECENT_IDS = 2000
 # How long a new stream waits for the process's event source to be listening (first start).
@@ -95,20 +111,27 @@ def _setting(name: str, default: float) -> float:
 class Subscription:
     """What one open stream wants. `wants` is the per-reader filter, from the event alone."""
 
-    reader: "User"
-    feed: str  # "for_you", "following" or "thread"
+    # None: a visitor (the client API's public stream without a token).
+    reader: "User | None"
+    # "for_you", "following", "thread"; the client API's "public" (All), and "notifications"
+    # (Mastodon's user:notification: no posts, notifications only).
+    feed: str
     thread_id: int | None = None
     # Feeds: the accounts whose posts reach the reader's feeds (visibility.heard_ids: followed,
     # less muted and blocked). Threads: the accounts the reader blocks, whose posts the page
     # leaves out (visibility.on_pages).
     heard: frozenset[int] = frozenset()
     blocked: frozenset[int] = frozenset()
+    # All (client API): the accounts the reader blocks or mutes (visibility.in_feeds).
+    excluded: frozenset[int] = frozenset()
+    # A client API stream (stream/api.py): it is told of deleted posts too.
+    client_api: bool = False
 
     @property
     def reader_id(self) -> int:
-        return int(self.reader.pk)
+        return 0 if self.reader is None else int(self.reader.pk)
 
-    def wants(self, event: "PostEvent | CountEvent | UnreadCountEvent") -> bool:
+    def wants(self, event: "PostEvent | DeletedEvent | CountEvent | UnreadCountEvent") -> bool:
         """Whether the reader's page shows this post: the page's own rule (timelines.visibility)
         for one post at a time. A new post is never hidden yet. An unread count is the reader's
         own only."""
@@ -116,10 +139,19 @@ class Subscription:
             return event.user == self.reader_id
         if isinstance(event, CountEvent):
             return self.wants_count(event)
+        # A new post is never hidden yet; a deleted one is judged as it was when new.
         return self.shows(event.author, event.parent, hidden=False)
 
     def shows(self, author: int | None, parent: int | None, *, hidden: bool) -> bool:
+        if self.feed == "notifications":
+            return False
+        if self.feed == "public":
+            reader_id = None if self.reader is None else self.reader_id
+            return visibility.everyone_shows(
+                reader_id, self.excluded, author=author, parent=parent, hidden=hidden
+            )
         if self.feed == "thread":
+            assert self.reader is not None
             # Direct replies to the open post (deeper replies show when the page is reloaded).
             return (
                 parent is not None
@@ -144,6 +176,7 @@ class Subscription:
         the open post (the stream is open only while the reader may open it) and its direct
         replies; on a feed, the posts it shows."""
         if self.feed == "thread" and event.post == self.thread_id:
+            assert self.reader is not None
             return visibility.may_open(
                 self.reader_id, staff=self.reader.is_staff, author=event.author, hidden=event.hidden
             )
@@ -229,7 +262,12 @@ def load_filters(subscription: Subscription) -> None:
     have changed: see Listener.reload_filters)."""
     if subscription.feed == "thread":
         subscription.blocked = frozenset(visibility.blocked_ids(subscription.reader_id))
-    else:
+    elif subscription.feed == "public":
+        if subscription.reader is not None:
+            excluded = visibility.excluded_from_feeds(subscription.reader_id)
+            subscription.excluded = frozenset(excluded)
+    elif subscription.feed != "notifications":
+        assert subscription.reader is not None
         subscription.heard = frozenset(visibility.heard_ids(subscription.reader))
 
 
@@ -242,6 +280,7 @@ def catch_up(subscription: Subscription, after: int, limit: int) -> list[PostEve
     from microblog.timelines.selectors import following_since, for_you_since
 
     reader = subscription.reader
+    assert reader is not None  # the pages' streams are for signed-in readers
     posts: Sequence[Post]
     if subscription.feed == "thread":
         assert subscription.thread_id is not None
@@ -303,7 +342,7 @@ class Control(enum.Enum):
     END = "end"  # the stream ends (its reader fell too far behind, or the process stops)
 
 
-Item = PostEvent | CountEvent | UnreadCountEvent | Control
+Item = PostEvent | DeletedEvent | CountEvent | UnreadCountEvent | Control
 
 
 @dataclass(eq=False)
@@ -325,7 +364,7 @@ class Listener:
     def stale(self) -> bool:
         return self.reload_queued or self.reloading
 
-    def offer(self, event: PostEvent | CountEvent | UnreadCountEvent) -> None:
+    def offer(self, event: PostEvent | DeletedEvent | CountEvent | UnreadCountEvent) -> None:
         if self.closed or (not self.stale and not self.subscription.wants(event)):
             return
         self._put(event)
@@ -389,8 +428,17 @@ class Hub:
 
     def dispatch(
         self,
-        event: PostEvent | FiltersChangedEvent | RepliesChangedEvent | UnreadChangedEvent,
+        event: PostEvent
+        | DeletedEvent
+        | FiltersChangedEvent
+        | RepliesChangedEvent
+        | UnreadChangedEvent,
     ) -> None:
+        if isinstance(event, DeletedEvent):  # the client API's streams say `delete`
+            for listener in list(self.listeners):
+                if listener.subscription.client_api:
+                    listener.offer(event)
+            return
         if isinstance(event, UnreadChangedEvent):  # a notification, or notifications read
             if event.user in self.per_user:  # only users with a stream open here
                 self.recount_unread([event.user])
@@ -621,7 +669,12 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
     if request.path == "/up":
         await _respond(send, 200, "ok\n", request)
         return
-    if request.path not in ("/events/", "/events"):
+    if request.path.startswith(API_STREAMING_PREFIX):
+        from microblog.stream.api import api_streaming  # it builds on this module
+
+        await api_streaming(request, receive, send)
+        return
+    if request.path not in (f"{EVENTS_PREFIX}/", EVENTS_PREFIX):
         await _respond(send, 404, "Not found.\n", request)
         return
     if request.method != "GET":
@@ -770,6 +823,8 @@ async def _stream(
                 if item.unread != unread_sent:
                     unread_sent = item.unread
                     await _send_body(send, _unread_frame(item))
+                continue
+            if isinstance(item, DeletedEvent):  # for the client API's streams only
                 continue
             if item.id in sent_ids:
                 continue

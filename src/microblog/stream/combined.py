@@ -1,7 +1,8 @@
 """Pages and stream on one port, for `make run` (`microblog serve --stream same-port`, the default).
 
-`/events/` goes to the streaming app; everything else to Django's WSGI app, run in a thread pool
-of STREAM_WSGI_THREADS threads (`serve --threads`). The request body is not read ahead: Django
+`/events/` and the client API's `/api/v1/streaming` go to the streaming app (stream/app.py,
+`is_stream_path`); everything else to Django's WSGI app, run in a thread pool of
+STREAM_WSGI_THREADS threads (`serve --threads`). The request body is not read ahead: Django
 reads it from the socket as it parses it (`RequestBody`), so a body larger than the route can use
 is refused unread (core.middleware.RequestBodyLimitMiddleware, with the 413 page and the security
 headers) instead of being held in memory first. The adapter buffers each response, which suits
@@ -22,6 +23,7 @@ from microblog.wsgi import application as wsgi_application  # sets Django up
 
 from microblog.stream.app import Receive, Scope, Send  # isort: skip
 from microblog.stream.app import application as stream_application  # isort: skip
+from microblog.stream.app import is_stream_path  # isort: skip
 
 # A client that stops sending its body for this long gets its request ended (the body is short).
 BODY_READ_TIMEOUT_SECONDS = 30
@@ -124,7 +126,7 @@ async def _wsgi(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:
-    is_stream = scope["type"] == "http" and scope["path"].startswith("/events")
+    is_stream = scope["type"] == "http" and is_stream_path(scope["path"])
     if scope["type"] == "lifespan" or is_stream:
         await stream_application(scope, receive, send)
     elif scope["type"] == "http":

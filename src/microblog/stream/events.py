@@ -14,6 +14,8 @@ were read): the streaming process reads the user's unread count and sends it to 
 streams, for the top bar (PostgreSQL; on SQLite the poll reads the counts of connected users).
 A replies event (`{"replies_of": id}`) says a post's reply count went down (a reply was deleted):
 the streaming process sends the new count as it does after a reply (PostgreSQL only).
+A deleted event (`{"deleted": id, "author", "parent"}`) says a post was deleted: the client API's
+streams send Mastodon's `delete` event (PostgreSQL only; SQLite's poll sees new rows only).
 """
 
 import json
@@ -68,6 +70,16 @@ class CountEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletedEvent:
+    """A post was deleted (by its author or staff); `author` and `parent` are the post's own as
+    it was, for the per-reader filter (only streams that could have shown it are told)."""
+
+    post: int
+    author: int | None
+    parent: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class FiltersChangedEvent:
     reader: int
 
@@ -96,10 +108,19 @@ class UnreadCountEvent:
 
 def parse(
     payload: str,
-) -> PostEvent | FiltersChangedEvent | RepliesChangedEvent | UnreadChangedEvent | None:
+) -> (
+    PostEvent | DeletedEvent | FiltersChangedEvent | RepliesChangedEvent | UnreadChangedEvent | None
+):
     """An event from a NOTIFY payload; None for anything malformed (it is skipped)."""
     try:
         data: Any = json.loads(payload)
+        if "deleted" in data:
+            author, parent = data.get("author"), data.get("parent")
+            return DeletedEvent(
+                post=int(data["deleted"]),
+                author=None if author is None else int(author),
+                parent=None if parent is None else int(parent),
+            )
         if "unread_of" in data:
             return UnreadChangedEvent(user=int(data["unread_of"]))
         if "filters_of" in data:
@@ -131,6 +152,15 @@ def publish_post_after_commit(
     *, post_id: int, author_id: int | None, parent_id: int | None
 ) -> None:
     payload = PostEvent(id=post_id, author=author_id, parent=parent_id).to_json()
+    transaction.on_commit(lambda: _notify(payload))
+
+
+def publish_post_deleted_after_commit(
+    *, post_id: int, author_id: int | None, parent_id: int | None
+) -> None:
+    payload = json.dumps(
+        {"deleted": post_id, "author": author_id, "parent": parent_id}, separators=(",", ":")
+    )
     transaction.on_commit(lambda: _notify(payload))
 
 

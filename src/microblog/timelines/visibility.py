@@ -12,7 +12,8 @@ Lists and their rules (docs/architecture.md, "Moderation"):
   account the reader blocks; a deleted post with replies stands in its thread as a placeholder.
 - A post's own page: visible posts; hidden ones to their author and staff only. A reply's parent:
   a post whose page the replier may open, not a placeholder.
-- The stream: what the page it is open on shows (For You, Following, a thread's direct replies).
+- The stream: what the page it is open on shows (For You, Following, a thread's direct replies);
+  the client API's streams: For You (`user`) and All (`public`).
 - Tag pages and search: posts and replies, visible (or the reader's own), not by an account the
   reader blocks or mutes, not the placeholders of deleted posts; search's accounts: active ones
   the reader does not block. Trending counts visible posts that are not placeholders.
@@ -258,6 +259,26 @@ def everyone(viewer: Viewer) -> Q:
     """The All page: top-level posts that in_feeds() lets through, not deleted posts'
     placeholders (which stand only in their threads)."""
     return Q(parent__isnull=True) & in_feeds(viewer) & Q(is_deleted=False)
+
+
+def excluded_from_feeds(viewer_id: int) -> set[int]:
+    """The accounts in_feeds() leaves out for a signed-in viewer: blocked and muted ones (the
+    set everyone_shows() takes)."""
+    return set(blocked_ids(viewer_id)) | set(muted_ids(viewer_id))
+
+
+def everyone_shows(
+    viewer_id: int | None,
+    excluded: frozenset[int],
+    *,
+    author: int | None,
+    parent: int | None,
+    hidden: bool,
+) -> bool:
+    """everyone() for one post that is not a placeholder (the client API's public stream), with
+    excluded_from_feeds() loaded as a set (empty for a visitor, `viewer_id` None)."""
+    visible = not hidden or (viewer_id is not None and author == viewer_id)
+    return parent is None and visible and (author is None or author not in excluded)
 
 
 # --- Tag pages, search, trending --------------------------------------------------------------
