@@ -164,19 +164,27 @@ def test_notification_entity_in_mastodons_types(alice: User, bob: User, make_pos
 def test_per_event_reads_are_one_query_each(
     alice: User, bob: User, make_post: Any, django_assert_num_queries: Any
 ) -> None:
-    """A new post's Status (once per process and post) and a batch of new notifications (once per
-    change and stream) are one query each, replies included."""
+    """A new post's Status (once per process and post) is one query, replies included, and one
+    more for the accounts it mentions (the Status's `mentions`); a batch of new notifications
+    (once per change and stream) is one query, and one more when its posts mention accounts."""
     from microblog.api.serializers import Context
     from microblog.stream.api import new_notifications, status_json
 
     ctx = Context(base="https://example.org", domain="example.org")
     post = make_post(alice, "a post")
+    plain_reply = make_post(alice, "a reply to herself: no notification", parent=post)
     reply = make_post(bob, "@alice a reply", parent=post)
     with django_assert_num_queries(1):
-        status = json.loads(status_json(reply.id, ctx) or "null")
+        status = json.loads(status_json(plain_reply.id, ctx) or "null")
     assert status["in_reply_to_account_id"] == str(alice.id)
-    with django_assert_num_queries(1):
-        frames, newest = new_notifications(alice.id, 0, ctx)
+    with django_assert_num_queries(2):
+        status = json.loads(
+            status_json(reply.id, Context(base=ctx.base, domain=ctx.domain)) or "null"
+        )
+    assert status["in_reply_to_account_id"] == str(alice.id)
+    assert [mention["id"] for mention in status["mentions"]] == [str(alice.id)]
+    with django_assert_num_queries(2):
+        frames, newest = new_notifications(alice.id, 0, Context(base=ctx.base, domain=ctx.domain))
     (entity,) = [json.loads(frame) for frame in frames]  # a reply that mentions: one row
     assert entity["status"]["in_reply_to_account_id"] == str(alice.id)
     assert entity["id"] == str(newest)

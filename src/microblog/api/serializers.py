@@ -48,7 +48,10 @@ class Context:
     @classmethod
     def of(cls, request: HttpRequest) -> "Context":
         base = request.build_absolute_uri("/").rstrip("/")
-        reader = request.user if isinstance(request.user, User) else None
+        # The streaming process has no `request.user` (no auth middleware): its Status events are
+        # shared by every reader, so they carry no reader's favourited / reblogged.
+        user = getattr(request, "user", None)
+        reader = user if isinstance(user, User) else None
         return cls(base=base, domain=request.get_host(), reader=reader)
 
 

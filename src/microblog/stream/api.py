@@ -194,7 +194,7 @@ def status_json(post_id: int, ctx: "Context") -> str | None:
 def new_notifications(reader_id: int, after: int, ctx: "Context") -> tuple[list[str], int]:
     """The reader's notifications changed after the sort_id `after`, oldest first, as
     Notification entities (JSON), with the newest sort_id read: the notifications page's rule
-    (visibility.notifications_for), one query and one for the replied-to authors if any."""
+    (visibility.notifications_for): one query, and one for the accounts its posts mention if any."""
     from microblog.api.serializers import notification, statuses
     from microblog.notifications.models import Notification
     from microblog.timelines import visibility
