@@ -17,9 +17,12 @@ from markupsafe import Markup
 
 from microblog.accounts.models import User
 from microblog.api.models import ClientApp
-from microblog.core.jinja import linkify
+from microblog.core.jinja import linkify, tag_path
 from microblog.moderation.selectors import Relationship
+from microblog.notifications.models import Notification
 from microblog.posts.models import Post
+from microblog.tags.models import Tag
+from microblog.tags.selectors import TagDay
 
 DELETED_USERNAME = "deleted"
 
@@ -260,3 +263,52 @@ def application(app: ClientApp, *, client_secret: str | None = None) -> dict[str
 
 def ids(values: Iterable[int]) -> list[str]:
     return [str(value) for value in values]
+
+
+# --- notifications and tags ------------------------------------------------------------------
+
+# Our notification kinds as Mastodon's types: a reply is a "mention" there (Mastodon has no type
+# of its own for replies: they mention the author).
+NOTIFICATION_TYPES = {
+    "reply": "mention",
+    "mention": "mention",
+    "follow": "follow",
+    "like": "favourite",
+    "repost": "reblog",
+}
+
+
+def notifications(rows: Sequence[Notification], ctx: Context) -> list[dict[str, Any]]:
+    """Notification entities, one per group row (docs/api.md, "Notifications"): its latest
+    actor, the post it is about (none for follows), `id` its `sort_id` (the list's order, so
+    max_id / min_id page it), `group_key` the group, as Mastodon 4.3 sends it."""
+    posts = [row.post for row in rows if row.post is not None]
+    shown = {entity["id"]: entity for entity in statuses(posts, ctx)}
+    return [
+        {
+            "id": str(row.sort_id),
+            "type": NOTIFICATION_TYPES[row.kind],
+            "group_key": f"{row.kind}-{row.group_key}",
+            "created_at": iso(row.updated_at),
+            "account": account(row.actor, ctx),
+            "status": shown[str(row.post_id)] if row.post_id is not None else None,
+        }
+        for row in rows
+    ]
+
+
+def tag(found: Tag, history: Sequence[TagDay], ctx: Context) -> dict[str, Any]:
+    """The Tag entity, with its use per day, today first (tags.selectors.tags_history)."""
+    return {
+        "name": found.name,
+        "url": f"{ctx.base}{tag_path(found.name)}",
+        "history": [
+            {
+                "day": str(int(day.day.timestamp())),
+                "uses": str(day.uses),
+                "accounts": str(day.accounts),
+            }
+            for day in history
+        ],
+        "following": False,
+    }
