@@ -23,6 +23,7 @@ SEARCH_TYPES = ("accounts", "statuses", "hashtags")
 # cursor instead, and apps rarely go past a few pages.
 MAX_OFFSET = 1000
 TRENDS_DEFAULT_LIMIT = 10
+TRENDS_MAX_LIMIT = 20  # Mastodon's
 NO_SUCH_TAG = "Record not found"
 
 
@@ -147,8 +148,8 @@ def tag_detail(request: HttpRequest, hashtag: str) -> HttpResponse:
 
 def trends_tags(request: HttpRequest) -> HttpResponse:
     """The trending list as the periodic job last stored it (tags.services.trending_refresh),
-    `limit` (default 10) from `offset`."""
-    limit = min(_limit(request, TRENDS_DEFAULT_LIMIT), MAX_LIMIT)
+    `limit` (default 10, at most 20) from `offset`."""
+    limit = min(_limit(request, TRENDS_DEFAULT_LIMIT), TRENDS_MAX_LIMIT)
     offset = _offset(request)
     found = [trend.tag for trend in tags.trending()[offset : offset + limit]]
     return ok(_tags(found, Context.of(request)))
