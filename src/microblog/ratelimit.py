@@ -83,6 +83,9 @@ ROUTE_RULES: dict[str, tuple[str, frozenset[str], str]] = {
     "api_timeline_home": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
     "api_timeline_public": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
     "api_account_statuses": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "api_timeline_tag": ("feeds", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "api_search": ("searches", frozenset({"GET", "HEAD"}), "user_or_ip"),
+    "api_accounts_search": ("searches", frozenset({"GET", "HEAD"}), "user_or_ip"),
 }
 
 MESSAGES = {

@@ -152,3 +152,38 @@ def test_the_mastodon_py_journey(connected: tuple[Mastodon, str, str], bob: User
     )
     with pytest.raises(MastodonUnauthorizedError):
         stale.account_verify_credentials()
+
+
+def test_notifications_search_and_hashtags_through_mastodon_py(
+    connected: tuple[Mastodon, str, str], bob: User, settings: Any, db_job_backend: Any
+) -> None:
+    """Bob follows alice and mentions her: her app's notifications() tells of both; search_v2()
+    finds bob, his post and its tag; timeline_hashtag() pages the tag with fetch_next."""
+    settings.NOTIFICATIONS_GROUP_DELAY_SECONDS = 0
+    app, _client_id, _client_secret = connected
+    from microblog.follows.services import follow_create
+
+    follow_create(follower=bob, followed=User.objects.get(username="alice"))
+    db_job_backend()  # the job that folds new followers into their notification
+    mention = post_create(author=bob, content="Hello @alice, see #mastodonpy")
+    notifications = app.notifications()
+    assert [(n.type, n.account.acct) for n in notifications] == [
+        ("mention", "bob"),
+        ("follow", "bob"),
+    ]
+    assert str(notifications[0].status.id) == str(mention.id)
+    assert [n.type for n in app.notifications(types=["follow"])] == ["follow"]
+    app.notifications_dismiss(notifications[1].id)
+    assert [n.type for n in app.notifications()] == ["mention"]
+
+    found = app.search_v2("bob")
+    assert [a.acct for a in found.accounts] == ["bob"]
+    assert [str(s.id) for s in app.search_v2("mastodonpy").statuses] == [str(mention.id)]
+    assert [t.name for t in app.search_v2("#mastodon").hashtags] == ["mastodonpy"]
+
+    tagged = [post_create(author=bob, content=f"#mastodonpy {n}") for n in range(5)]
+    page = app.timeline_hashtag("mastodonpy", limit=4)
+    seen = [str(status.id) for status in page]
+    while (page := app.fetch_next(page)) is not None and len(page) > 0:
+        seen += [str(status.id) for status in page]
+    assert seen == [str(p.id) for p in [*reversed(tagged), mention]]

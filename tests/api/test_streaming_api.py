@@ -138,7 +138,7 @@ def test_instance_names_the_streaming_api(db: None, settings: Any) -> None:
 def test_notification_entity_in_mastodons_types(alice: User, bob: User, make_post: Any) -> None:
     """A like is a `favourite` with its status, a follow a `follow` without one; `id` is the
     group's time-sortable sort_id."""
-    from microblog.api.serializers import Context, notification, statuses
+    from microblog.api.serializers import Context, notifications
     from microblog.follows.services import follow_create
     from microblog.interactions.services import like_create
     from microblog.notifications.models import Notification, PendingNotification
@@ -152,12 +152,11 @@ def test_notification_entity_in_mastodons_types(alice: User, bob: User, make_pos
     ctx = Context(base="https://example.org", domain="example.org")
     rows = Notification.objects.filter(recipient=alice).select_related("actor", "post__author")
     by_kind = {row.kind: row for row in rows}
-    liked = notification(by_kind["like"], statuses([by_kind["like"].post], ctx)[0], ctx)
+    liked, followed = notifications([by_kind["like"], by_kind["follow"]], ctx)
     assert liked["type"] == "favourite" and liked["id"] == str(by_kind["like"].sort_id)
     assert liked["account"]["username"] == bob.username
     assert liked["status"]["id"] == str(post.id)
     assert liked["created_at"].endswith("Z")
-    followed = notification(by_kind["follow"], None, ctx)
     assert followed["type"] == "follow" and followed["status"] is None
 
 

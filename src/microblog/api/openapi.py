@@ -19,6 +19,15 @@ LIST_PARAMETERS = [
     {"name": "since_id", "in": "query", "schema": ID_SCHEMA},
     {"name": "min_id", "in": "query", "schema": ID_SCHEMA},
 ]
+TYPE_SCHEMA = {
+    "type": "string",
+    "enum": ["mention", "status", "reblog", "follow", "follow_request", "favourite", "poll"],
+}
+OFFSET_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 1000}
+# Path parameters that are not ids.
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "hashtag": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^/]+$"}
+}
 FORM = "application/x-www-form-urlencoded"
 BODIES: dict[str, dict[str, Any]] = {
     "api_apps": {
@@ -63,6 +72,57 @@ QUERIES: dict[str, list[dict[str, Any]]] = {
         {"name": "only_media", "in": "query", "schema": {"type": "boolean"}},
         {"name": "pinned", "in": "query", "schema": {"type": "boolean"}},
     ],
+    "api_notifications": [
+        *LIST_PARAMETERS,
+        {"name": "types[]", "in": "query", "schema": {"type": "array", "items": TYPE_SCHEMA}},
+        {
+            "name": "exclude_types[]",
+            "in": "query",
+            "schema": {"type": "array", "items": TYPE_SCHEMA},
+        },
+        {"name": "account_id", "in": "query", "schema": ID_SCHEMA},
+    ],
+    "api_search": [
+        {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "type",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["accounts", "statuses", "hashtags"]},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 40},
+        },
+        {"name": "offset", "in": "query", "schema": OFFSET_SCHEMA},
+        {"name": "max_id", "in": "query", "schema": ID_SCHEMA},
+        {"name": "resolve", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "following", "in": "query", "schema": {"type": "boolean"}},
+    ],
+    "api_accounts_search": [
+        {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 40},
+        },
+        {"name": "offset", "in": "query", "schema": OFFSET_SCHEMA},
+        {"name": "resolve", "in": "query", "schema": {"type": "boolean"}},
+    ],
+    "api_timeline_tag": [
+        *LIST_PARAMETERS,
+        {"name": "local", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "remote", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "only_media", "in": "query", "schema": {"type": "boolean"}},
+    ],
+    "api_trends_tags": [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 20},
+        },
+        {"name": "offset", "in": "query", "schema": OFFSET_SCHEMA},
+    ],
     "api_account_followers": LIST_PARAMETERS,
     "api_account_following": LIST_PARAMETERS,
     "api_blocks": LIST_PARAMETERS,
@@ -92,7 +152,8 @@ def _operation(name: str, method: str, access: Access, params: list[str]) -> dic
     operation: dict[str, Any] = {
         "operationId": f"{name}_{method.lower()}",
         "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": ID_SCHEMA} for p in params
+            {"name": p, "in": "path", "required": True, "schema": PATH_SCHEMAS.get(p, ID_SCHEMA)}
+            for p in params
         ]
         + (QUERIES.get(name, []) if method == "GET" else []),
         "responses": {"200": {"description": "OK", "content": {"application/json": {}}}, **ERRORS},

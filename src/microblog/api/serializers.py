@@ -19,12 +19,14 @@ from markupsafe import Markup
 from microblog.accounts.models import User
 from microblog.api.models import ClientApp
 from microblog.core.ids import id_to_ms
-from microblog.core.jinja import linkify
+from microblog.core.jinja import linkify, tag_path
 from microblog.core.text import hashtags
 from microblog.interactions.selectors import NO_STATE, InteractionState, state_for
 from microblog.moderation.selectors import Relationship
 from microblog.notifications.models import Notification
 from microblog.posts.models import Post
+from microblog.tags.models import Tag
+from microblog.tags.selectors import TagDay
 
 DELETED_USERNAME = "deleted"
 
@@ -318,33 +320,6 @@ def _load_accounts(posts: Sequence[Post], ctx: Context) -> dict[int, User]:
     return reposters
 
 
-# Our kinds as Mastodon's notification types: a reply is a mention there (it mentions the
-# replied-to author), likes are favourites, reposts reblogs.
-NOTIFICATION_TYPES = {
-    "reply": "mention",
-    "mention": "mention",
-    "follow": "follow",
-    "like": "favourite",
-    "repost": "reblog",
-}
-
-
-def notification(
-    row: Notification, status_entity: dict[str, Any] | None, ctx: Context
-) -> dict[str, Any]:
-    """The Notification entity of one of our notification rows (a group: its latest actor is the
-    account). `id` is the row's `sort_id`, the time-sortable cursor the notifications page reads
-    by; `status_entity` is the Status of the post it is about (see `statuses`), None for follows."""
-    return {
-        "id": str(row.sort_id),
-        "type": NOTIFICATION_TYPES.get(row.kind, row.kind),
-        "created_at": iso(row.updated_at),
-        "group_key": f"{row.kind}-{row.group_key}",
-        "account": account(row.actor, ctx),
-        "status": status_entity,
-    }
-
-
 def relationship(user_id: int, rel: Relationship) -> dict[str, Any]:
     return {
         "id": str(user_id),
@@ -385,3 +360,52 @@ def application(app: ClientApp, *, client_secret: str | None = None) -> dict[str
 
 def ids(values: Iterable[int]) -> list[str]:
     return [str(value) for value in values]
+
+
+# --- notifications and tags ------------------------------------------------------------------
+
+# Our notification kinds as Mastodon's types: a reply is a "mention" there (Mastodon has no type
+# of its own for replies: they mention the author).
+NOTIFICATION_TYPES = {
+    "reply": "mention",
+    "mention": "mention",
+    "follow": "follow",
+    "like": "favourite",
+    "repost": "reblog",
+}
+
+
+def notifications(rows: Sequence[Notification], ctx: Context) -> list[dict[str, Any]]:
+    """Notification entities, one per group row (docs/api.md, "Notifications"): its latest
+    actor, the post it is about (none for follows), `id` its `sort_id` (the list's order, so
+    max_id / min_id page it), `group_key` the group, as Mastodon 4.3 sends it."""
+    posts = [row.post for row in rows if row.post is not None]
+    shown = {entity["id"]: entity for entity in statuses(posts, ctx)}
+    return [
+        {
+            "id": str(row.sort_id),
+            "type": NOTIFICATION_TYPES[row.kind],
+            "group_key": f"{row.kind}-{row.group_key}",
+            "created_at": iso(row.updated_at),
+            "account": account(row.actor, ctx),
+            "status": shown[str(row.post_id)] if row.post_id is not None else None,
+        }
+        for row in rows
+    ]
+
+
+def tag(found: Tag, history: Sequence[TagDay], ctx: Context) -> dict[str, Any]:
+    """The Tag entity, with its use per day, today first (tags.selectors.tags_history)."""
+    return {
+        "name": found.name,
+        "url": f"{ctx.base}{tag_path(found.name)}",
+        "history": [
+            {
+                "day": str(int(day.day.timestamp())),
+                "uses": str(day.uses),
+                "accounts": str(day.accounts),
+            }
+            for day in history
+        ],
+        "following": False,
+    }

@@ -6,7 +6,14 @@ from typing import Any
 
 from django.urls import URLPattern, path, re_path
 
-from microblog.api import interaction_views, oauth_views, openapi, views
+from microblog.api import (
+    interaction_views,
+    notification_views,
+    oauth_views,
+    openapi,
+    search_views,
+    views,
+)
 from microblog.api.auth import PUBLIC, Access, api_view
 from microblog.core.ids import ID_PATTERN
 
@@ -36,6 +43,9 @@ EMPTY = PUBLIC
 
 ACCOUNT = _id("account_id")
 STATUS = _id("status_id")
+NOTIFICATION = _id("notification_id")
+# A tag as written in a path (checked by search_views before any query): any text up to a slash.
+HASHTAG = "(?P<hashtag>[^/]{1,200})"
 
 api_urlpatterns = [
     # apps and instance
@@ -186,6 +196,57 @@ api_urlpatterns = [
         api_view(GET=(read("statuses", user=False), views.timeline_public)),
         name="api_timeline_public",
     ),
+    # notifications, search and hashtags (api/notification_views.py, api/search_views.py)
+    route(
+        "api/v1/notifications",
+        api_view(GET=(read("notifications"), notification_views.notifications)),
+        name="api_notifications",
+    ),
+    route(
+        "api/v1/notifications/clear",
+        api_view(POST=(write("notifications"), notification_views.notifications_clear)),
+        name="api_notifications_clear",
+    ),
+    route(
+        "api/v1/notifications/unread_count",
+        api_view(GET=(read("notifications"), notification_views.unread_count)),
+        name="api_notifications_unread_count",
+    ),
+    route(
+        f"api/v1/notifications/{NOTIFICATION}",
+        api_view(GET=(read("notifications"), notification_views.notification_detail)),
+        name="api_notification",
+    ),
+    route(
+        f"api/v1/notifications/{NOTIFICATION}/dismiss",
+        api_view(POST=(write("notifications"), notification_views.notification_dismiss)),
+        name="api_notification_dismiss",
+    ),
+    route(
+        "api/v2/search",
+        api_view(GET=(read("search", user=False), search_views.search_v2)),
+        name="api_search",
+    ),
+    route(
+        "api/v1/accounts/search",
+        api_view(GET=(read("accounts", user=False), search_views.accounts_search)),
+        name="api_accounts_search",
+    ),
+    route(
+        f"api/v1/timelines/tag/{HASHTAG}",
+        api_view(GET=(read("statuses", user=False), search_views.timeline_tag)),
+        name="api_timeline_tag",
+    ),
+    route(
+        f"api/v1/tags/{HASHTAG}",
+        api_view(GET=(read("statuses", user=False), search_views.tag_detail)),
+        name="api_tag",
+    ),
+    route(
+        "api/v1/trends/tags",
+        api_view(GET=(EMPTY, search_views.trends_tags)),
+        name="api_trends_tags",
+    ),
     # reports
     route(
         "api/v1/reports",
@@ -216,8 +277,8 @@ api_urlpatterns = [
         api_view(GET=(EMPTY, views.empty_list)),
         name="api_announcements",
     ),
-    route("api/v1/trends", api_view(GET=(EMPTY, views.empty_list)), name="api_trends"),
-    route("api/v1/trends/tags", api_view(GET=(EMPTY, views.empty_list)), name="api_trends_tags"),
+    # Mastodon's older name of trends/tags.
+    route("api/v1/trends", api_view(GET=(EMPTY, search_views.trends_tags)), name="api_trends"),
     route(
         "api/v1/trends/statuses",
         api_view(GET=(EMPTY, views.empty_list)),

@@ -1,12 +1,14 @@
-"""Reads of notifications: the page and the unread count."""
+"""Reads of notifications: the page, the client API's lists (api.notification_views) and the
+unread count."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from django.db.models import BooleanField, ExpressionWrapper, Q, Subquery, Value
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
+from microblog.accounts.models import User
 from microblog.notifications.models import Notification, NotificationMarker
 from microblog.timelines import visibility
 
@@ -49,14 +51,22 @@ class NotificationsPage:
         return self.next_cursor is not None
 
 
+def shown_to(user_id: int) -> QuerySet[Notification]:
+    """The notifications the user's page shows, unordered and unpaginated: theirs, as
+    timelines.visibility decides (`notifications_for`). The page and the client API read
+    through this."""
+    return Notification.objects.filter(recipient_id=user_id).filter(
+        visibility.notifications_for(user_id)
+    )
+
+
 def notifications_page(*, user_id: int, cursor: int | None = None) -> NotificationsPage:
     """The user's notifications, most recently changed first, PAGE_SIZE at a time (the cursor is
     a `sort_id`), each with `unread` (above the user's marker), its actor and its post: one
     query. What is shown is timelines.visibility's (`notifications_for`)."""
     seen = NotificationMarker.objects.filter(user_id=user_id).values("seen_id")[:1]
     rows = (
-        Notification.objects.filter(recipient_id=user_id)
-        .filter(visibility.notifications_for(user_id))
+        shown_to(user_id)
         .select_related("actor", "post")
         .annotate(
             unread=ExpressionWrapper(
@@ -71,3 +81,64 @@ def notifications_page(*, user_id: int, cursor: int | None = None) -> Notificati
         found = found[:PAGE_SIZE]
         return NotificationsPage(items=found, next_cursor=found[-1].sort_id)
     return NotificationsPage(items=found, next_cursor=None)
+
+
+def notifications_list(
+    *,
+    user_id: int,
+    kinds: Collection[str] | None = None,
+    actor_id: int | None = None,
+    before: int | None = None,
+    after: int | None = None,
+    closest_first: bool = False,
+    limit: int = PAGE_SIZE,
+) -> list[Notification]:
+    """Up to `limit` of what shown_to() lets through, by `sort_id` in (after, before), newest
+    first: the newest such, or (`closest_first`) those just above `after`, for paging forward.
+    Only `kinds` (None: all) and only those whose latest actor is `actor_id`, if given. Each with
+    its actor, its post, the post's author and parent: one query.
+
+    The page's ids are chosen in a subquery and only those rows are joined: as one flat query,
+    the generic plan of the prepared statement (psycopg prepares it from its 5th run, and
+    PostgreSQL then plans for a user of average size) joined the actor, post and parent of every
+    notification of the user before sorting: 46 ms for a reader with 1,315 rows at the medium
+    preset, now 6.8 ms (1.3 ms with a custom plan; docs/benchmarks.md)."""
+    rows = shown_to(user_id)
+    if kinds is not None:
+        rows = rows.filter(kind__in=list(kinds))
+    if actor_id is not None:
+        rows = rows.filter(actor_id=actor_id)
+    if before is not None:
+        rows = rows.filter(sort_id__lt=before)
+    if after is not None:
+        rows = rows.filter(sort_id__gt=after)
+    order = "sort_id" if closest_first else "-sort_id"
+    page = rows.order_by(order).values("id")[:limit]
+    found = list(
+        Notification.objects.filter(id__in=page)
+        .select_related("actor", "post__author", "post__parent")
+        .order_by(order)
+    )
+    return found[::-1] if closest_first else found
+
+
+def notification_shown(*, user_id: int, sort_id: int) -> Notification | None:
+    """One notification of the user by its `sort_id` (the client API's id), if shown_to() lets
+    it through."""
+    return (
+        shown_to(user_id)
+        .select_related("actor", "post__author", "post__parent")
+        .filter(sort_id=sort_id)
+        .first()
+    )
+
+
+def unread_count_of(user_id: int) -> int:
+    """unread_count() for one user (the client API; the pages read it from the user's row)."""
+    found = (
+        User.objects.filter(id=user_id)
+        .annotate(unread=unread_count())
+        .values_list("unread", flat=True)
+        .first()
+    )
+    return int(found or 0)

@@ -7,6 +7,8 @@ Doors:
 - `notifications_fold`: the job that folds a group's pending events into its notification.
 - `notifications_mark_seen`: the page, once it has shown the newest notifications.
 - `notifications_forget_post`: post_delete (a deleted post leaves no notification behind).
+- `notification_dismiss`, `notifications_clear`: the client API (a user removes one
+  notification, or all of theirs).
 
 Who may notify whom is timelines.visibility's (`notified_by`, `notifies`): no block either way,
 not muted by the recipient, never oneself. Lock order: a pending group's row, then its
@@ -203,6 +205,25 @@ def notifications_forget_post(*, post_id: int) -> None:
     shows its text or its author (post_delete, in its transaction)."""
     Notification.objects.filter(post_id=post_id).delete()
     PendingNotification.objects.filter(post_id=post_id).delete()
+
+
+def notification_dismiss(*, user_id: int, sort_id: int) -> bool:
+    """The user removes one of their notifications (named by its `sort_id`, the client API's
+    id). Events of its group that are still pending are not part of it: they arrive later as a
+    new notification. Returns whether there was one to remove."""
+    removed, _ = Notification.objects.filter(recipient_id=user_id, sort_id=sort_id).delete()
+    if removed:
+        events.publish_unread_changed_after_commit(user_id=user_id)
+    return bool(removed)
+
+
+def notifications_clear(*, user_id: int) -> int:
+    """The user removes all their notifications; pending events (not yet shown anywhere)
+    arrive later, as after a dismissal. Returns how many were removed."""
+    removed, _ = Notification.objects.filter(recipient_id=user_id).delete()
+    if removed:
+        events.publish_unread_changed_after_commit(user_id=user_id)
+    return removed
 
 
 def day_of(moment: datetime) -> int:

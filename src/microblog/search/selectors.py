@@ -56,24 +56,34 @@ class PostMatches(Func):
         return sql, (*post_id[1], match)
 
 
-def posts(query: SearchQuery, viewer: Viewer, cursor: int | None = None) -> Page[Post]:
+def posts(
+    query: SearchQuery,
+    viewer: Viewer,
+    cursor: int | None = None,
+    *,
+    size: int | None = None,
+    offset: int = 0,
+) -> Page[Post]:
     """Posts and replies holding every word of the query that `viewer` may see in lists,
-    newest first."""
+    newest first: `size` (default PAGE_SIZE) below `cursor`, skipping the first `offset` (the
+    client API pages search by offset, as Mastodon does)."""
     found: QuerySet[Post] = Post.objects.filter(
         PostMatches(query.words), visibility.in_lists(viewer)
     )
     if cursor is not None:
         found = found.filter(id__lt=cursor)
-    size = settings.PAGE_SIZE
+    size = size or settings.PAGE_SIZE
     # The page's ids in a subquery, then the cards' joins for those rows only (not for every
     # match before the sort; as tags.selectors.tag_posts).
-    ids = found.order_by("-id").values("id")[: size + 1]
+    ids = found.order_by("-id").values("id")[offset : offset + size + 1]
     return make_page(list(posts_for_display().filter(id__in=ids).order_by("-id")), size)
 
 
-def accounts(query: SearchQuery, viewer: Viewer) -> list[User]:
+def accounts(
+    query: SearchQuery, viewer: Viewer, *, limit: int = ACCOUNTS_SHOWN, offset: int = 0
+) -> list[User]:
     """Accounts whose username starts with the query (any case), in name order (ignoring
-    case)."""
+    case): `limit` of them after the first `offset`."""
     if query.username_prefix is None:
         return []
     # Upper-cased under a bytewise collation: the `LIKE 'AB%'` range and the order are then both
@@ -86,11 +96,11 @@ def accounts(query: SearchQuery, viewer: Viewer) -> list[User]:
             visibility.accounts_listed_for(viewer),
             search_key__startswith=query.username_prefix.upper(),
         )
-        .order_by("search_key")[:ACCOUNTS_SHOWN]
+        .order_by("search_key")[offset : offset + limit]
     )
 
 
-def hashtags(query: SearchQuery) -> list[Tag]:
+def hashtags(query: SearchQuery, *, limit: int = TAGS_SHOWN, offset: int = 0) -> list[Tag]:
     if query.tag_prefix is None:
         return []
-    return tags.tags_by_prefix(query.tag_prefix, TAGS_SHOWN)
+    return tags.tags_by_prefix(query.tag_prefix, limit, offset=offset)

@@ -195,27 +195,18 @@ def new_notifications(reader_id: int, after: int, ctx: "Context") -> tuple[list[
     """The reader's notifications changed after the sort_id `after`, oldest first, as
     Notification entities (JSON), with the newest sort_id read: the notifications page's rule
     (visibility.notifications_for): one query, and one for the accounts its posts mention if any."""
-    from microblog.api.serializers import notification, statuses
-    from microblog.notifications.models import Notification
-    from microblog.timelines import visibility
+    from microblog.api.serializers import notifications
+    from microblog.notifications.selectors import shown_to
 
     rows = list(
-        Notification.objects.filter(recipient_id=reader_id, sort_id__gt=after)
-        .filter(visibility.notifications_for(reader_id))
+        shown_to(reader_id)
+        .filter(sort_id__gt=after)
         .select_related("actor", "post__author", "post__parent")
         .order_by("sort_id")[:NOTIFICATIONS_PER_READ]
     )
     if not rows:
         return [], after
-    posts = [row.post for row in rows if row.post is not None]
-    entities = {int(entity["id"]): entity for entity in statuses(posts, ctx)}
-    frames = [
-        json.dumps(
-            notification(row, entities.get(row.post_id) if row.post_id else None, ctx),
-            separators=(",", ":"),
-        )
-        for row in rows
-    ]
+    frames = [json.dumps(entity, separators=(",", ":")) for entity in notifications(rows, ctx)]
     return frames, rows[-1].sort_id
 
 
