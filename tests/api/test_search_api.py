@@ -181,8 +181,8 @@ def test_search_query_count_is_pinned(
         )
     api = api_for(alice)
     # The token, the posts (with authors, parents and their authors), accounts by prefix, tags
-    # by prefix, the tags' history.
-    with django_assert_num_queries(5):
+    # by prefix, the reader's likes and reposts of the posts (state_for), the tags' history.
+    with django_assert_num_queries(6):
         found = api.get(SEARCH, {"q": "counted"}).json()
     assert len(found["statuses"]) == 10 and len(found["hashtags"]) == 1
 
@@ -255,8 +255,8 @@ def test_tag_timeline_query_count_is_pinned(
             )
             made += 1
         # The token, the tag by name, the page of posts with authors, parents and parents'
-        # authors (blocks and mutes as subqueries).
-        with django_assert_num_queries(3):
+        # authors (blocks and mutes as subqueries), the reader's likes and reposts (state_for).
+        with django_assert_num_queries(4):
             assert len(api.get("/api/v1/timelines/tag/pinned").json()) == wanted
         # Signed out: no token.
         with django_assert_num_queries(2):
@@ -264,7 +264,7 @@ def test_tag_timeline_query_count_is_pinned(
     for n in range(10):
         post_create(author=bob, content=f"#pinned more {n}")
     # A limit above the page size reads a second page.
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         assert len(api.get("/api/v1/timelines/tag/pinned", {"limit": 30}).json()) == 30
 
 
