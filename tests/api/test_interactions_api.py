@@ -131,6 +131,39 @@ def test_reblog_answers_the_wrapper_and_unreblog_the_post(
     assert not Repost.objects.exists()
 
 
+def test_a_reblog_is_read_and_deleted_by_its_own_id(
+    alice: User, bob: User, carol: User, make_post: Any, api_for: Api
+) -> None:
+    """GET /api/v1/statuses/<a reblog's id> answers the wrapper the home timeline showed under
+    that id; DELETE of one's own reblog undoes the repost (as POST :id/unreblog), another
+    account's reblog is not theirs to delete; a reblog by an account the reader blocks, or of a
+    post since deleted, is not found."""
+    post = make_post(bob, "worth sharing")
+    alice_api = api_for(alice)
+    wrapper = alice_api.post(f"/api/v1/statuses/{post.id}/reblog").json()
+    shown = Client().get(f"/api/v1/statuses/{wrapper['id']}")
+    assert shown.status_code == 200
+    assert shown.json()["id"] == wrapper["id"]
+    assert shown.json()["account"]["username"] == "alice"
+    assert shown.json()["reblog"]["id"] == str(post.id)
+    # Not carol's reblog: she cannot delete it, and nothing changes.
+    assert api_for(carol).delete(f"/api/v1/statuses/{wrapper['id']}").status_code == 404
+    assert Repost.objects.filter(user=alice, post=post).exists()
+    # Carol blocks alice: alice's reblog is not shown to her.
+    block_create(blocker=carol, blocked=alice)
+    assert api_for(carol).get(f"/api/v1/statuses/{wrapper['id']}").status_code == 404
+    deleted = alice_api.delete(f"/api/v1/statuses/{wrapper['id']}")
+    assert deleted.status_code == 200
+    assert deleted.json()["id"] == wrapper["id"]
+    assert not Repost.objects.filter(user=alice, post=post).exists()
+    assert Post.objects.get(id=post.id).reposts_count == 0
+    assert Client().get(f"/api/v1/statuses/{wrapper['id']}").status_code == 404
+    # A reblog of a post deleted since: not found.
+    again = alice_api.post(f"/api/v1/statuses/{post.id}/reblog").json()
+    post_delete(post=Post.objects.get(id=post.id), actor=bob)
+    assert Client().get(f"/api/v1/statuses/{again['id']}").status_code == 404
+
+
 def test_reblog_scopes_and_refusals(alice: User, bob: User, make_post: Any, api_for: Api) -> None:
     post = make_post(bob, "root")
     reply = make_post(bob, "a reply", parent=post)

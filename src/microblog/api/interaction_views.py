@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from microblog.accounts.models import User
-from microblog.api import serializers
+from microblog.api import serializers, views
 from microblog.api.auth import token_user
 from microblog.api.pagination import collect, link_header, list_params
 from microblog.api.serializers import Context
@@ -18,6 +18,7 @@ from microblog.core.errors import NotAllowed, NotFound
 from microblog.interactions import selectors, services
 from microblog.interactions.models import Like, Repost
 from microblog.posts.models import Post
+from microblog.timelines.visibility import blocked_ids
 
 Action = Callable[..., bool]
 
@@ -121,3 +122,48 @@ def favourites(request: HttpRequest) -> HttpResponse:
     # No "prev" link: likes are read older-first from a like id only (likes_of).
     full = len(likes) >= params.limit
     return link_header(request, response, likes, limit=params.limit, full=full, prev=False)
+
+
+# --- a reblog by its own id -------------------------------------------------------------------
+
+
+def _reblog(request: HttpRequest, repost_id: int) -> dict[str, object]:
+    """The reblog wrapper whose outer id is `repost_id` (serializers.reblog), if the reader may
+    see the reposted post and does not block the reposter; else not found."""
+    repost = Repost.objects.select_related("user").filter(id=repost_id).first()
+    if repost is None or not repost.user.is_active:
+        raise NotFound(NO_SUCH_STATUS)
+    reader = request.user
+    if isinstance(reader, User) and blocked_ids(reader.id).filter(blocked_id=repost.user_id):
+        raise NotFound(NO_SUCH_STATUS)
+    post = _interactable(request, repost.post_id)
+    ctx = Context.of(request)
+    inner = serializers.statuses([post], ctx)[0]
+    return serializers.reblog(post, inner, repost.id, repost.user, ctx)
+
+
+def status_detail(request: HttpRequest, status_id: int) -> HttpResponse:
+    """GET /api/v1/statuses/:id: a post, or a reblog by its outer id (the id the home timeline
+    showed it under), as Mastodon answers both."""
+    try:
+        return views.status_detail(request, status_id)
+    except NotFound:
+        return ok(_reblog(request, status_id))
+
+
+def status_delete(request: HttpRequest, status_id: int) -> HttpResponse:
+    """DELETE /api/v1/statuses/:id: deletes a post, or, given the outer id of the reader's own
+    reblog, undoes that repost (through interactions.services, as POST :id/unreblog) and answers
+    the reblog as it was, as Mastodon does. Another account's reblog is not found."""
+    try:
+        return views.status_delete(request, status_id)
+    except NotFound:
+        user = token_user(request)
+        if not Repost.objects.filter(id=status_id, user_id=user.id).exists():
+            raise
+        entity = _reblog(request, status_id)
+        reblogged = entity["reblog"]
+        assert isinstance(reblogged, dict)
+        services.repost_delete(user=user, post_id=int(reblogged["id"]))
+        entity["text"] = ""
+        return ok(entity)

@@ -139,8 +139,8 @@ api_urlpatterns = [
     route(
         f"api/v1/statuses/{STATUS}",
         api_view(
-            GET=(read("statuses", user=False), views.status_detail),
-            DELETE=(write("statuses"), views.status_delete),
+            GET=(read("statuses", user=False), interaction_views.status_detail),
+            DELETE=(write("statuses"), interaction_views.status_delete),
         ),
         name="api_status",
     ),
