@@ -92,7 +92,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's AuthenticationMiddleware, reading the session and its user in one query.
+    "microblog.accounts.sessions.SessionUserMiddleware",
     # /api/ and the OAuth endpoints: the bearer token, never the session cookie, says who is
     # asking (request.user), before the rate limiter counts per user; CORS for other origins.
     "microblog.api.auth.ApiTokenMiddleware",
@@ -232,7 +233,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-SESSION_ENGINE = "microblog.core.sessions"
+SESSION_ENGINE = "microblog.accounts.sessions"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
