@@ -216,6 +216,11 @@ for _number, _url in enumerate(_replica_urls, start=1):
     _replica["TEST"] = {"MIRROR": "default"}
     DATABASES[f"replica{_number}"] = _replica
 DATABASE_ROUTERS = ["microblog.core.replicas.ReplicaRouter"] if _replica_urls else []
+# Django's PostgreSQL backend with a health check that skips `SELECT 1` when the connection's
+# socket is quiet (core.postgresql: the same protection without a round trip per request).
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["ENGINE"] = "microblog.core.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
