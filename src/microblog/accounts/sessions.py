@@ -77,7 +77,8 @@ class SessionStore(DatabaseSessionStore):
         return isinstance(key, str) and 8 <= len(key) <= 40 and key.isascii() and key.isalnum()
 
     def create_model_instance(self, data: dict[str, Any]) -> UserSession:
-        row: UserSession = super().create_model_instance(data)
+        row = super().create_model_instance(data)
+        assert isinstance(row, UserSession)
         row.user_id = session_user_id(data)
         return row
 
@@ -103,7 +104,7 @@ class SessionStore(DatabaseSessionStore):
 
     def user_read_with_session(self) -> User | None:
         """Loads the session (if not yet loaded) and returns the user row its query joined."""
-        self._get_session()
+        self._get_session()  # type: ignore[attr-defined]
         return self._user_row
 
 
@@ -126,13 +127,14 @@ def signed_in_user(session: SessionBase, request: Any = None) -> User | Anonymou
     """`django.contrib.auth.get_user` for this session, with the user row its own query read."""
     joined = session.user_read_with_session() if isinstance(session, SessionStore) else None
     with _handing_over(joined):
-        return auth.get_user(request if request is not None else SimpleNamespace(session=session))
+        holder = request if request is not None else SimpleNamespace(session=session)
+        return auth.get_user(holder)  # type: ignore[arg-type]
 
 
 def _request_user(request: HttpRequest) -> User | AnonymousUser:
     if not hasattr(request, "_cached_user"):
         request._cached_user = signed_in_user(request.session, request)  # type: ignore[attr-defined]
-    return request._cached_user  # type: ignore[attr-defined,no-any-return]
+    return request._cached_user  # type: ignore[attr-defined]
 
 
 class SessionUserMiddleware(AuthenticationMiddleware):

@@ -36,8 +36,8 @@ class DatabaseWrapper(PostgreSQLDatabaseWrapper):
     def close_if_health_check_failed(self) -> None:
         if (
             self.connection is not None
-            and self.health_check_enabled
-            and not self.health_check_done
+            and self.health_check_enabled  # type: ignore[attr-defined]
+            and not self.health_check_done  # type: ignore[has-type]
             and not self.pool
             and quiet(self.connection)
         ):
