@@ -92,7 +92,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's AuthenticationMiddleware, reading the session and its user in one query.
+    "microblog.accounts.sessions.SessionUserMiddleware",
     # /api/ and the OAuth endpoints: the bearer token, never the session cookie, says who is
     # asking (request.user), before the rate limiter counts per user; CORS for other origins.
     "microblog.api.auth.ApiTokenMiddleware",
@@ -215,6 +216,11 @@ for _number, _url in enumerate(_replica_urls, start=1):
     _replica["TEST"] = {"MIRROR": "default"}
     DATABASES[f"replica{_number}"] = _replica
 DATABASE_ROUTERS = ["microblog.core.replicas.ReplicaRouter"] if _replica_urls else []
+# Django's PostgreSQL backend with a health check that skips `SELECT 1` when the connection's
+# socket is quiet (core.postgresql: the same protection without a round trip per request).
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["ENGINE"] = "microblog.core.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -232,7 +238,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-SESSION_ENGINE = "microblog.core.sessions"
+SESSION_ENGINE = "microblog.accounts.sessions"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -15,11 +15,10 @@ from django.contrib.auth.hashers import (
     identify_hasher,
     make_password,
 )
-from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
 from django.test import Client
 
-from microblog.accounts.models import User
+from microblog.accounts.models import User, UserSession
 from microblog.accounts.services import (
     user_change_password,
     user_create,
@@ -368,7 +367,7 @@ def test_log_in_changes_the_session_key(client, alice):
 
     after = client.cookies[settings.SESSION_COOKIE_NAME].value
     assert after != before
-    assert not Session.objects.filter(session_key=before).exists()
+    assert not UserSession.objects.filter(session_key=before).exists()
     assert signed_in_user_id(client) == alice.id
 
 

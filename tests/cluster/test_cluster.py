@@ -213,8 +213,8 @@ def test_page_reads_land_on_the_replica(cluster: Cluster) -> None:
     assert statement_calls(cluster, "replica", "posts_post") >= 18
     assert statement_calls(cluster, "primary", "posts_post") == 0
     # Sessions and the signed-in user are read from the primary (a log-out acts at once).
-    assert statement_calls(cluster, "primary", "django_session") >= 18
-    assert statement_calls(cluster, "replica", "django_session") == 0
+    assert statement_calls(cluster, "primary", "accounts_usersession") >= 18
+    assert statement_calls(cluster, "replica", "accounts_usersession") == 0
 
 
 def test_read_your_writes_under_replication_lag(cluster: Cluster) -> None:

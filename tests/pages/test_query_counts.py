@@ -32,11 +32,12 @@ def test_for_you_for_a_user_following_30_people(
             post = make_post(author, f"post by {author.username}")
             make_post(reader, "a reply, not in For You", parent=post)
             rendered.append(post.id)
-        # Queries: 1 session, 2 the signed-in user, 3 the posts with their authors and parents
-        # whose ids a subquery takes from the reader's feed entries (unioned with followed
-        # celebrities' posts, and their reposts), 4 the reader's likes and reposts of the
-        # page's posts and who of those they hear reposted them (one UNION ALL).
-        with django_assert_num_queries(4):
+        # Queries: 1 the session with the signed-in user (one join, accounts.sessions), 2 the
+        # posts with their authors and parents whose ids a subquery takes from the reader's
+        # feed entries (unioned with followed celebrities' posts, and their reposts), 3 the
+        # reader's likes and reposts of the page's posts and who of those they hear reposted
+        # them (one UNION ALL).
+        with django_assert_num_queries(3):
             response = client.get("/")
         assert response.status_code == 200
         assert len(shown_ids(response)) == wanted
@@ -58,10 +59,10 @@ def test_following_page_with_replies(make_user, make_post, client_for, django_as
         while made < wanted:
             make_post(authors[made], f"reply by author{made}", parent=original)
             made += 1
-        # Queries: 1 session, 2 the signed-in user, 3 the posts of followed users with their
-        # authors, parents and parents' authors (one join; the follows are a subquery),
-        # 4 the reader's likes and reposts of the page's posts.
-        with django_assert_num_queries(4):
+        # Queries: 1 the session with the signed-in user, 2 the posts of followed users with
+        # their authors, parents and parents' authors (one join; the follows are a subquery),
+        # 3 the reader's likes and reposts of the page's posts.
+        with django_assert_num_queries(3):
             response = client.get("/following")
         assert len(shown_ids(response)) == wanted
         assert response.content.decode().count("@target</a>") == wanted
@@ -76,10 +77,10 @@ def test_profile_page(alice, bob, make_post, client_for, django_assert_num_queri
         while made < wanted + (5 if wanted == 20 else 0):
             make_post(bob, f"bob says {made}")
             made += 1
-        # Queries: 1 session, 2 the signed-in user, 3 the profile's user by username, 4 whether
-        # the viewer follows them (the Follow/Unfollow button), 5 the user's top-level posts
-        # with their authors, 6 the viewer's likes and reposts of them.
-        with django_assert_num_queries(6):
+        # Queries: 1 the session with the signed-in user, 2 the profile's user by username,
+        # 3 whether the viewer follows them (the Follow/Unfollow button), 4 the user's top-level
+        # posts with their authors, 5 the viewer's likes and reposts of them.
+        with django_assert_num_queries(5):
             response = client.get("/@bob")
         assert response.status_code == 200
         assert len(shown_ids(response)) == wanted
@@ -106,12 +107,12 @@ def test_thread_page_with_ancestors_and_nested_replies(
                 for level in range(2, 7):  # depth 2..6: one level deeper than the page shows
                     below = make_post(bob, f"reply {made}.{branch} depth {level}", parent=below)
             made += 1
-        # Queries: 1 session, 2 the signed-in user, 3 the post with its author and parent,
-        # 4 the chain of ancestor ids (one recursive CTE), 5 the ancestors with their authors,
-        # 6 the first page of direct replies with authors, 7-10 the first replies of every node,
-        # one query per depth (2, 3, 4, 5) with a window function, 11 the reader's likes and
-        # reposts of every post on the page.
-        with django_assert_num_queries(11):
+        # Queries: 1 the session with the signed-in user, 2 the post with its author and
+        # parent, 3 the chain of ancestor ids (one recursive CTE), 4 the ancestors with their
+        # authors, 5 the first page of direct replies with authors, 6-9 the first replies of
+        # every node, one query per depth (2, 3, 4, 5) with a window function, 10 the reader's
+        # likes and reposts of every post on the page.
+        with django_assert_num_queries(10):
             response = client.get(f"/posts/{post.id}")
         assert response.status_code == 200
         # 3 ancestors, the post, then per reply: itself and 2 branches of depths 2 to 5.

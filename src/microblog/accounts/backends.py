@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from microblog.accounts.models import User, username_is_valid
+from microblog.accounts.sessions import user_read_with_session
 from microblog.core import sqlcache
 
 
@@ -28,8 +29,9 @@ class CaseInsensitiveModelBackend(ModelBackend):
     which would let it past the per-username log-in limit, and a NUL byte makes PostgreSQL
     raise. `authenticate()` callers get this too, not only the app's log-in form.
 
-    `get_user` (every signed-in request) is ModelBackend's, with its query compiled once
-    (core.sqlcache): the same row, read fresh from the database on every request.
+    `get_user` (every signed-in request) is ModelBackend's: the user row the session's query read
+    with it (accounts.sessions), or else its own query compiled once (core.sqlcache); either way
+    the row is read fresh from the primary on every request.
     """
 
     def authenticate(
@@ -56,8 +58,11 @@ class CaseInsensitiveModelBackend(ModelBackend):
             return None
         # From the primary, like the session: a password change signs the other sessions out
         # on every instance at once, whatever a replica's lag (core.replicas).
-        found = sqlcache.fetch(_user_by_id, key, using=DEFAULT_DB_ALIAS)
-        if not found:
-            return None
-        user = found[0]
+        # Read with the session in one query when the session store could (accounts.sessions).
+        user = user_read_with_session(key)
+        if user is None:
+            found = sqlcache.fetch(_user_by_id, key, using=DEFAULT_DB_ALIAS)
+            if not found:
+                return None
+            user = found[0]
         return user if self.user_can_authenticate(user) else None

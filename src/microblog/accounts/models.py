@@ -3,6 +3,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
@@ -80,3 +81,28 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+
+class UserSession(AbstractBaseSession):
+    """Django's session row plus the signed-in user's id, so a request reads its session and its
+    user in one query (accounts.sessions). `user_id` is written from the session's own
+    `_auth_user_id` whenever the row is saved; the session data stays the authority (the user is
+    still checked against it and against the password hash on every request)."""
+
+    # No database constraint: a session saved while its account is being deleted must not fail
+    # the request; such a row joins no user and signs no one in. Deleting an account through
+    # the ORM (accounts.services) deletes its sessions.
+    user = models.ForeignKey(
+        User,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+    )
+
+    @classmethod
+    def get_session_store_class(cls) -> type[Any]:
+        from microblog.accounts.sessions import SessionStore
+
+        return SessionStore

@@ -3,6 +3,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils.cache import patch_cache_control
+from django.utils.functional import SimpleLazyObject, empty
 
 from microblog.core.errors import ServiceError
 from microblog.core.views import (
@@ -46,6 +47,19 @@ class RequestBodyLimitMiddleware:
         return self.get_response(request)
 
 
+def anonymous_unasked(request: HttpRequest) -> bool:
+    """Whether the request is surely signed out and nothing has asked who it is yet: no session
+    cookie, and `request.user` still the unevaluated lazy object of the auth middleware (a log-in
+    during the request replaces it, an API token sets it). Middleware that only acts for
+    signed-in users checks this first, so a signed-out request never builds its user for them."""
+    user = getattr(request, "user", None)
+    return user is None or (
+        isinstance(user, SimpleLazyObject)
+        and user._wrapped is empty
+        and settings.SESSION_COOKIE_NAME not in request.COOKIES
+    )
+
+
 class PrivatePagesMiddleware:
     """`Cache-Control: private, no-store` on every response to a signed-in user: their pages
     (feeds, settings, staff pages) must not be kept by a shared cache or the browser's history
@@ -56,8 +70,9 @@ class PrivatePagesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
+        if anonymous_unasked(request) or response.has_header("Cache-Control"):
+            return response
+        if request.user.is_authenticated:
             patch_cache_control(response, private=True, no_store=True)
         return response
 

@@ -45,6 +45,7 @@ logger = logging.getLogger("microblog.replicas")
 PRIMARY_ONLY = frozenset(
     {
         "sessions.Session",
+        "accounts.UserSession",
         "django_tasks_db.DBTaskResult",
         "core.RateLimitCounter",
         "core.ScheduledJob",

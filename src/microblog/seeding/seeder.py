@@ -50,12 +50,11 @@ from typing import Any, TextIO
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.hashers import make_password
-from django.contrib.sessions.models import Session
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 from django_tasks_db.models import DBTaskResult
 
-from microblog.accounts.models import User
+from microblog.accounts.models import User, UserSession
 from microblog.core.ids import EPOCH_MS, LOW_BITS
 from microblog.core.text import hashtags
 from microblog.follows.models import Follow
@@ -854,7 +853,7 @@ RESET_MODELS: list[type[models.Model]] = [
     Follow,
     Post,
     LogEntry,
-    Session,
+    UserSession,
     DBTaskResult,
     User.groups.through,
     User.user_permissions.through,
