@@ -51,7 +51,8 @@ SCENARIOS = [
     ("notifications", "NotificationsPage"),
     ("tag_page", "TagPage"),
     ("search", "Search"),
-    ("api_home_vs_for_you", "ApiHomeVsForYou"),
+    # Two user classes in one run (half the users each): each figure under the same load.
+    ("api_home_vs_for_you", "ApiHome ForYouPage1"),
     ("posting", "Posting"),
     ("mixed", "Mixed"),
     ("liking", "Liking"),
@@ -266,7 +267,7 @@ def run_locust(
         "--only-summary",
         "--loglevel",
         "WARNING",
-        cls,
+        *cls.split(),
     ]
     started_marker = Path(f"{extra_out}.started")
     log = prefix.with_suffix(".locust.log")
