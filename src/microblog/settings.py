@@ -482,6 +482,7 @@ NOTIFICATIONS_GROUP_DELAY_SECONDS = float(os.environ.get("NOTIFICATIONS_GROUP_DE
 OAUTH2_PROVIDER_APPLICATION_MODEL = "api.ClientApp"
 OAUTH2_PROVIDER = {
     "SCOPES_BACKEND_CLASS": "microblog.api.oauth.MastodonScopes",
+    "OAUTH2_VALIDATOR_CLASS": "microblog.api.oauth.Validator",
     # Mastodon's tokens do not expire until revoked; apps (Mastodon.py, Tusky...) never refresh.
     "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("API_TOKEN_EXPIRE_SECONDS", 10 * 365 * 86400),
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 600,

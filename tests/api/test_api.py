@@ -613,3 +613,13 @@ def test_a_wrong_method_is_405_json(alice: User, api_for: Api) -> None:
     response = api_for(alice).put("/api/v1/timelines/home")
     assert response.status_code == 405
     assert "error" in response.json()
+
+
+def test_own_account_source_is_not_shown_in_the_same_answers_other_entities(alice: User) -> None:
+    """Account entities are made once per answer and account; the signed-in user's `source`
+    (credential_account) is added to a copy, never to the entity a status of theirs shows."""
+    from microblog.api.serializers import Context, account, credential_account
+
+    ctx = Context(base="https://example.org", domain="example.org")
+    assert "source" in credential_account(alice, ctx)
+    assert "source" not in account(alice, ctx)

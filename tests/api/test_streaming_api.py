@@ -479,3 +479,21 @@ def test_mastodon_py_streams_an_update_from_make_runs_server(served) -> None:
         finally:
             handle.close()
             handle.join(10)
+
+
+def test_a_streams_events_show_the_counts_as_they_are_when_each_is_read(
+    alice: User, bob: User, make_post: Any
+) -> None:
+    """A stream's context lives as long as the stream; each event is made from a fresh one, so
+    an author's counts in a later event are read anew, not those of the stream's first event."""
+    from microblog.api.serializers import Context
+    from microblog.follows.services import follow_create
+    from microblog.stream.api import status_json
+
+    ctx = Context(base="https://example.org", domain="example.org")
+    first = json.loads(status_json(make_post(alice, "first").id, ctx) or "null")
+    assert first["account"]["followers_count"] == 0
+    follow_create(follower=bob, followed=alice)
+    second = json.loads(status_json(make_post(alice, "second").id, ctx) or "null")
+    assert second["account"]["followers_count"] == 1
+    assert second["account"]["statuses_count"] == 2

@@ -6,6 +6,7 @@ interactions.selectors.state_for) and, where a timeline holds reposts (For You),
 such post as Mastodon's reblog: an outer Status by the reposter whose `reblog` is the post.
 """
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,13 @@ class Context:
     # Filled by `statuses`: the ids of the accounts the page's posts mention, by lower-case
     # username (Post.mention_names holds the names).
     mentioned_ids: dict[str, int] = field(default_factory=dict)
+    # Filled by `account`: the Account entities made so far, by account id (0: deleted).
+    accounts: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def fresh(self) -> "Context":
+        """The same addresses and reader with nothing filled: what one answer (or one streamed
+        event) starts from, so counts read for it are never shown again later."""
+        return Context(base=self.base, domain=self.domain, reader=self.reader)
 
     @classmethod
     def of(cls, request: HttpRequest) -> "Context":
@@ -63,9 +71,14 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=4096)
 def html(text: str, mentioned: str = "") -> str:
     """Plain text as Mastodon's HTML: paragraphs, line breaks, links, hashtags and the post's
-    stored mentions (`mentioned`, Post.mention_names), escaped and linked as on our pages."""
+    stored mentions (`mentioned`, Post.mention_names), escaped and linked as on our pages.
+
+    Kept per process by what it is made of (the text and the names), so it is never stale: the
+    same posts and bios come back on every page of every reader, and linking them was a sixth of
+    an API timeline's CPU (docs/benchmarks.md)."""
     if not text:
         return ""
     paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
@@ -78,7 +91,16 @@ def html(text: str, mentioned: str = "") -> str:
 
 
 def account(user: User | None, ctx: Context) -> dict[str, Any]:
-    """The Account entity. A deleted account's posts stay: they are by a stand-in account."""
+    """The Account entity, made once per request and account (a page shows the same authors
+    again and again). A deleted account's posts stay: they are by a stand-in account."""
+    key = user.id if user is not None else 0
+    made = ctx.accounts.get(key)
+    if made is None:
+        made = ctx.accounts[key] = _account(user, ctx)
+    return made
+
+
+def _account(user: User | None, ctx: Context) -> dict[str, Any]:
     avatar = f"{ctx.base}{settings.STATIC_URL}api/avatar.png"
     header = f"{ctx.base}{settings.STATIC_URL}api/header.png"
     if user is None:
@@ -135,7 +157,7 @@ def account(user: User | None, ctx: Context) -> dict[str, Any]:
 
 def credential_account(user: User, ctx: Context) -> dict[str, Any]:
     """The signed-in user's own Account, with `source` (what they typed)."""
-    entity = account(user, ctx)
+    entity = dict(account(user, ctx))  # a copy: `source` is for this answer only
     entity["source"] = {
         "privacy": "public",
         "sensitive": False,

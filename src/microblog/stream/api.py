@@ -188,7 +188,7 @@ def status_json(post_id: int, ctx: "Context") -> str | None:
     post = post_for_display(post_id)
     if post is None or post.is_deleted or post.is_hidden:
         return None
-    return json.dumps(statuses([post], ctx)[0], separators=(",", ":"))
+    return json.dumps(statuses([post], ctx.fresh())[0], separators=(",", ":"))
 
 
 def new_notifications(reader_id: int, after: int, ctx: "Context") -> tuple[list[str], int]:
@@ -206,7 +206,9 @@ def new_notifications(reader_id: int, after: int, ctx: "Context") -> tuple[list[
     )
     if not rows:
         return [], after
-    frames = [json.dumps(entity, separators=(",", ":")) for entity in notifications(rows, ctx)]
+    # A fresh context per batch: the stream's own lives as long as the stream.
+    entities = notifications(rows, ctx.fresh())
+    frames = [json.dumps(entity, separators=(",", ":")) for entity in entities]
     return frames, rows[-1].sort_id
 
 
