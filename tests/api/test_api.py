@@ -572,13 +572,13 @@ def test_timeline_query_counts(
     for n in range(25):
         make_post(bob, f"post {n}")
     api = api_for(alice)
-    # The token (with its user and app), the page (stored feed ids + posts with authors), the
-    # page's authors whole (the page's query reads only what a card shows of them), the
-    # reader's likes and reposts of the page (interactions.selectors.state_for).
-    with django_assert_num_queries(4):
+    # The token (with its user and app), the page (stored feed ids + posts with their authors
+    # whole: the Status embeds the Account), the reader's likes and reposts of the page
+    # (interactions.selectors.state_for).
+    with django_assert_num_queries(3):
         assert len(api.get("/api/v1/timelines/home").json()) == 20
     # A limit above the page size reads a second page.
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(4):
         assert len(api.get("/api/v1/timelines/home", {"limit": 25}).json()) == 25
     # The token, the page, the reader's likes and reposts.
     with django_assert_num_queries(3):

@@ -12,11 +12,14 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from oauth2_provider.models import AccessToken
 
 from microblog.accounts.backends import _user_by_id
 from microblog.accounts.models import User, UserSession
 from microblog.accounts.sessions import _live_session
 from microblog.accounts.views import _user_by_username
+from microblog.api.models import ClientApp
+from microblog.api.oauth import _access_token_by_checksum
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID
 from microblog.follows.services import follow_create
@@ -33,6 +36,7 @@ from microblog.posts.selectors import (
 )
 from microblog.timelines.selectors import (
     _feed_page,
+    _feed_page_whole_authors,
     _profile_for_staff,
     _profile_for_users,
     _profile_for_visitors,
@@ -86,6 +90,8 @@ HOT_SHAPES = [
     (_user_by_id, 1),
     (_user_by_username, "bob"),
     (_feed_page, 1, 1, 1),
+    (_feed_page_whole_authors, 1, 1, 1),
+    (_access_token_by_checksum, "checksum"),
     (_profile_for_users, 1, 1, 1),
     (_profile_for_staff, 1, 1, 1),
     (_profile_for_visitors, 1, 1),
@@ -244,6 +250,9 @@ def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post
         assert client.get("/@bob").status_code == 200
         assert client.get(f"/posts/{post.id}").status_code == 200
     assert client_for(alice).get("/").status_code == 200
+    # The client API: its token read, and For You with the authors whole.
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {_api_token(alice)}")
+    assert api.get("/api/v1/timelines/home").status_code == 200
     # The user's own read: only for a session row that names no user (the joined read's
     # fallback, accounts.sessions), e.g. one whose column was cleared.
     unjoined = client_for(alice)
@@ -251,6 +260,28 @@ def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post
     assert unjoined.get("/").status_code == 200
     for build, *args in HOT_SHAPES:
         assert sqlcache.is_compiled(build, *args), build.__name__
+
+
+def _api_token(user: User) -> str:
+    """A valid access token of `user` (scope read), as the token endpoint stores it."""
+    import secrets
+
+    from oauth2_provider.models import AccessToken
+
+    from microblog.api.services import app_register
+
+    app, _secret = app_register(
+        name="sqlcache test", redirect_uris=["urn:ietf:wg:oauth:2.0:oob"], scopes="read"
+    )
+    raw = secrets.token_urlsafe(32)
+    AccessToken.objects.create(
+        user=user,
+        application=app,
+        token=raw,
+        scope="read",
+        expires=timezone.now() + timedelta(days=1),
+    )
+    return raw
 
 
 # The property test: every hot builder, compiled against the ORM, over random arguments.
@@ -263,7 +294,7 @@ def _picture(rows: list[Any]) -> list[Any]:
     """Every field, annotation and related object the rows carry."""
 
     def one(value: Any) -> Any:
-        if isinstance(value, Post | User | UserSession):
+        if isinstance(value, Post | User | UserSession | AccessToken | ClientApp):
             fields = {k: one(v) for k, v in vars(value).items() if k != "_state"}
             related = {k: one(v) for k, v in value._state.fields_cache.items()}
             return (type(value).__name__, fields, related)
@@ -310,11 +341,13 @@ def world(make_user, make_post, client_for) -> dict[str, Any]:
     )
     user_ids = [u.id for u in (*users, staff)]
     post_ids = [p.id for p in posts]
+    _api_token(alice)
     return {
         "user_ids": user_ids,
         "post_ids": post_ids,
         "names": [u.username for u in users],
         "session_keys": list(UserSession.objects.values_list("session_key", flat=True)),
+        "token_checksums": list(AccessToken.objects.values_list("token_checksum", flat=True)),
     }
 
 
@@ -345,6 +378,10 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         _user_by_id: st.tuples(user_ids),
         _user_by_username: st.tuples(names),
         _feed_page: st.tuples(user_ids, post_ids, st.one_of(st.just(0), post_ids)),
+        _feed_page_whole_authors: st.tuples(user_ids, post_ids, st.one_of(st.just(0), post_ids)),
+        _access_token_by_checksum: st.tuples(
+            st.one_of(st.sampled_from(world["token_checksums"]), st.text(max_size=70))
+        ),
         _profile_for_users: st.tuples(user_ids, post_ids, user_ids),
         _profile_for_staff: st.tuples(user_ids, post_ids, user_ids),
         _profile_for_visitors: st.tuples(user_ids, post_ids),

@@ -291,7 +291,11 @@ def timeline_home(request: HttpRequest) -> HttpResponse:
             closest_first=params.min_id is not None,
         )
     else:
-        posts = collect(lambda cursor: timelines.for_you(user, cursor), params.max_id, params.limit)
+        posts = collect(
+            lambda cursor: timelines.for_you(user, cursor, whole_authors=True),
+            params.max_id,
+            params.limit,
+        )
     return _posts_page(request, posts, params.limit, reblogs=True)
 
 

@@ -37,7 +37,7 @@ def _newest_first(queryset: QuerySet[Post], cursor: int | None) -> Page[Post]:
     return make_page(list(queryset.order_by("-id")[: size + 1]), size)
 
 
-def for_you(user: User, cursor: int | None = None) -> Page[Post]:
+def for_you(user: User, cursor: int | None = None, *, whole_authors: bool = False) -> Page[Post]:
     """Home: your own posts and the top-level posts of everyone you follow, newest first.
 
     Read from the fan-out feed in one query: the page's ids (an index range scan of the
@@ -45,6 +45,9 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     not fanned out) as a subquery of the query that loads the posts with their authors.
     Below the reader's feed horizon, and for readers whose feed is not maintained because they
     were inactive, the page comes from the pull query, so scrolling never ends early.
+
+    The page's cards show only the authors' usernames, so their other columns are left unread;
+    `whole_authors` reads them too (the client API's Status embeds the whole Account).
     """
     size = settings.PAGE_SIZE
     upper = cursor if cursor is not None else MAX_ID
@@ -55,7 +58,8 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     if upper > horizon:
         # Compiled once per process (core.sqlcache): building and compiling this QuerySet cost
         # more CPU than PostgreSQL spends running it.
-        posts = sqlcache.fetch(_feed_page, user.id, upper, horizon)
+        build = _feed_page_whole_authors if whole_authors else _feed_page
+        posts = sqlcache.fetch(build, user.id, upper, horizon)
     if len(posts) <= size and horizon > 0:
         # The stored feed ends at the horizon; continue below it with the pull query.
         posts += (
@@ -66,11 +70,19 @@ def for_you(user: User, cursor: int | None = None) -> Page[Post]:
     return make_page(posts, size)
 
 
-def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
+def _feed_posts(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
     sql, params = _feed_ids_sql(user_id, upper, horizon, settings.PAGE_SIZE + 1)
     ids = RawSQL(sql, params)  # noqa: S611 (table names from models, values bound)
     # Stored entries and celebrities' merged posts are top-level posts only: no parent joins.
-    return with_card_authors(Post.objects.filter(id__in=ids)).order_by("-id")
+    return Post.objects.filter(id__in=ids).order_by("-id")
+
+
+def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
+    return with_card_authors(_feed_posts(user_id, upper, horizon))
+
+
+def _feed_page_whole_authors(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
+    return _feed_posts(user_id, upper, horizon).select_related("author")
 
 
 def _feed_ids_sql(user_id: int, upper: int, horizon: int, limit: int) -> tuple[str, list[int]]:
