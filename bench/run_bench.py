@@ -53,6 +53,10 @@ SCENARIOS = [
     ("search", "Search"),
     # Two user classes in one run (half the users each): each figure under the same load.
     ("api_home_vs_for_you", "ApiHome ForYouPage1"),
+    # Each alone, one after the other: the capacity of each (in the mixed run above the shared
+    # queue's wait dominates both latencies, so their req/s differ less than their costs).
+    ("for_you_page1", "ForYouPage1"),
+    ("api_home", "ApiHome"),
     ("posting", "Posting"),
     ("mixed", "Mixed"),
     ("liking", "Liking"),
