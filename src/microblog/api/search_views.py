@@ -6,17 +6,16 @@ rate limit and the tag timeline against `feeds`, for the token's user (ratelimit
 from django.http import HttpRequest, HttpResponse
 
 from microblog.api import serializers
-from microblog.api.pagination import MAX_LIMIT, collect, link_header, list_params
+from microblog.api.pagination import MAX_LIMIT, list_params
 from microblog.api.params import query
 from microblog.api.serializers import Context
-from microblog.api.views import ok
+from microblog.api.views import ok, posts_page, timeline_posts
 from microblog.core.errors import InvalidInput, NotFound
 from microblog.core.text import HASHTAG_MAX_LENGTH, hashtag_name
 from microblog.search import query as search_query
 from microblog.search import selectors as search
 from microblog.tags import selectors as tags
 from microblog.tags.models import Tag
-from microblog.timelines import selectors as timelines
 
 SEARCH_TYPES = ("accounts", "statuses", "hashtags")
 # Deep offsets make the database skip every match before them; the web's search pages by
@@ -120,22 +119,12 @@ def timeline_tag(request: HttpRequest, hashtag: str) -> HttpResponse:
     if found is None:
         return ok([])
     viewer = request.user
-    if params.newer is not None:
-        posts = timelines.newer_than(
-            tags.tag_posts_query(found, viewer),
-            params.newer,
-            before=params.max_id,
-            limit=params.limit,
-            closest_first=params.min_id is not None,
-        )
-    else:
-        posts = collect(
-            lambda cursor: tags.tag_posts(found, viewer, cursor), params.max_id, params.limit
-        )
-    response = ok(serializers.statuses(posts, Context.of(request)))
-    return link_header(
-        request, response, posts, limit=params.limit, full=len(posts) >= params.limit
+    posts = timeline_posts(
+        params,
+        newer=lambda: tags.tag_posts_query(found, viewer),
+        older=lambda cursor: tags.tag_posts(found, viewer, cursor),
     )
+    return posts_page(request, posts, params.limit)
 
 
 def tag_detail(request: HttpRequest, hashtag: str) -> HttpResponse:

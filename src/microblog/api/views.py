@@ -2,9 +2,11 @@
 shape the entity (serializers). Access (token, user, scope) is declared per endpoint in urls.py
 through api.auth.api_view."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from microblog import ratelimit
@@ -12,11 +14,18 @@ from microblog.accounts import services as account_services
 from microblog.accounts.models import User
 from microblog.api import serializers
 from microblog.api.auth import error, token_user
-from microblog.api.pagination import collect, feed_positions, link_header, list_params
+from microblog.api.pagination import (
+    ListParams,
+    collect,
+    feed_positions,
+    link_header,
+    list_params,
+)
 from microblog.api.params import body, query
 from microblog.api.serializers import Context
 from microblog.api.services import status_create
 from microblog.core.errors import Invalid, NotFound
+from microblog.core.pagination import Page
 from microblog.follows import selectors as follow_selectors
 from microblog.follows import services as follow_services
 from microblog.moderation import selectors as moderation_selectors
@@ -84,19 +93,12 @@ def account_statuses(request: HttpRequest, account_id: int) -> HttpResponse:
     if options.flag("only_media") or options.flag("pinned") or options.text("tagged"):
         return ok([])
     viewer = request.user
-    if params.newer is not None:
-        posts = timelines.newer_than(
-            timelines.profile_query(author, viewer),
-            params.newer,
-            before=params.max_id,
-            limit=params.limit,
-            closest_first=params.min_id is not None,
-        )
-    else:
-        posts = collect(
-            lambda cursor: timelines.profile(author, viewer, cursor), params.max_id, params.limit
-        )
-    return _posts_page(request, posts, params.limit)
+    posts = timeline_posts(
+        params,
+        newer=lambda: timelines.profile_query(author, viewer),
+        older=lambda cursor: timelines.profile(author, viewer, cursor),
+    )
+    return posts_page(request, posts, params.limit)
 
 
 def _users_page(request: HttpRequest, users: list[User], limit: int) -> HttpResponse:
@@ -267,7 +269,7 @@ def status_context(request: HttpRequest, status_id: int) -> HttpResponse:
 # --- timelines -------------------------------------------------------------------------------
 
 
-def _posts_page(
+def posts_page(
     request: HttpRequest, posts: list[Post], limit: int, *, reblogs: bool = False
 ) -> HttpResponse:
     response = ok(serializers.statuses(posts, Context.of(request), reblogs=reblogs))
@@ -276,27 +278,38 @@ def _posts_page(
     return link_header(request, response, posts, limit=limit, full=len(posts) >= limit)
 
 
-def timeline_home(request: HttpRequest) -> HttpResponse:
-    """For You: the reader's own posts and those of the people they follow, and the posts they
-    or those people reposted, shown as reblogs (serializers.reblog)."""
-    user = token_user(request)
-    params = feed_positions(list_params(request))
+def timeline_posts(
+    params: ListParams,
+    *,
+    newer: Callable[[], QuerySet[Post]],
+    older: Callable[[int | None], Page[Post]],
+) -> list[Post]:
+    """A timeline's posts for Mastodon's list parameters: with since_id / min_id, those newer
+    than it from the timeline's query (the closest first for min_id); otherwise pages of its
+    selector down from max_id."""
     if params.newer is not None:
-        # The pull query: the same rows as the stored feed (timelines.selectors.for_you_since).
-        posts = timelines.newer_than(
-            timelines.for_you_pull_query(user),
+        return timelines.newer_than(
+            newer(),
             params.newer,
             before=params.max_id,
             limit=params.limit,
             closest_first=params.min_id is not None,
         )
-    else:
-        posts = collect(
-            lambda cursor: timelines.for_you(user, cursor, whole_authors=True),
-            params.max_id,
-            params.limit,
-        )
-    return _posts_page(request, posts, params.limit, reblogs=True)
+    return collect(older, params.max_id, params.limit)
+
+
+def timeline_home(request: HttpRequest) -> HttpResponse:
+    """For You: the reader's own posts and those of the people they follow, and the posts they
+    or those people reposted, shown as reblogs (serializers.reblog)."""
+    user = token_user(request)
+    params = feed_positions(list_params(request))
+    posts = timeline_posts(
+        params,
+        # The pull query: the same rows as the stored feed (timelines.selectors.for_you_since).
+        newer=lambda: timelines.for_you_pull_query(user),
+        older=lambda cursor: timelines.for_you(user, cursor, whole_authors=True),
+    )
+    return posts_page(request, posts, params.limit, reblogs=True)
 
 
 def timeline_public(request: HttpRequest) -> HttpResponse:
@@ -307,19 +320,12 @@ def timeline_public(request: HttpRequest) -> HttpResponse:
     if options.flag("remote") or options.flag("only_media"):
         return ok([])
     viewer = request.user
-    if params.newer is not None:
-        posts = timelines.newer_than(
-            timelines.everyone_query(viewer),
-            params.newer,
-            before=params.max_id,
-            limit=params.limit,
-            closest_first=params.min_id is not None,
-        )
-    else:
-        posts = collect(
-            lambda cursor: timelines.everyone(viewer, cursor), params.max_id, params.limit
-        )
-    return _posts_page(request, posts, params.limit)
+    posts = timeline_posts(
+        params,
+        newer=lambda: timelines.everyone_query(viewer),
+        older=lambda cursor: timelines.everyone(viewer, cursor),
+    )
+    return posts_page(request, posts, params.limit)
 
 
 # --- reports ---------------------------------------------------------------------------------

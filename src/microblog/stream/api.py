@@ -66,7 +66,7 @@ from microblog.stream.app import (
     _setting,
     _wait_disconnect,
     hub,
-    load_filters,
+    reload_filters,
     run_db,
 )
 from microblog.stream.events import CountEvent, DeletedEvent, PostEvent, UnreadCountEvent
@@ -397,12 +397,7 @@ async def _stream(
             if item is Control.END:
                 break
             if item is Control.RELOAD:
-                listener.reload_queued = False
-                listener.reloading = True
-                try:
-                    await run_db(load_filters, subscription)
-                finally:
-                    listener.reloading = False
+                await reload_filters(listener, subscription)
                 continue
             if isinstance(item, Control | CountEvent) or not subscription.wants(item):
                 continue

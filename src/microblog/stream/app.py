@@ -805,12 +805,7 @@ async def _stream(
             if item is Control.END:
                 break
             if item is Control.RELOAD:
-                listener.reload_queued = False
-                listener.reloading = True
-                try:
-                    await run_db(load_filters, subscription)
-                finally:
-                    listener.reloading = False
+                await reload_filters(listener, subscription)
                 continue
             # Judged again: it may have been queued unfiltered, or before a reload.
             if isinstance(item, Control) or not subscription.wants(item):
@@ -840,6 +835,17 @@ async def _stream(
         for task in (getter, disconnected):
             if task is not None and not task.done():
                 task.cancel()
+
+
+async def reload_filters(listener: Listener, subscription: Subscription) -> None:
+    """A queued reload: the subscription's follows, blocks and mutes read again, with the
+    listener marked meanwhile so that no second reload is queued for the same change."""
+    listener.reload_queued = False
+    listener.reloading = True
+    try:
+        await run_db(load_filters, subscription)
+    finally:
+        listener.reloading = False
 
 
 async def _send_body(send: Send, body: bytes) -> None:
