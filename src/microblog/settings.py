@@ -480,6 +480,10 @@ NOTIFICATIONS_GROUP_DELAY_SECONDS = float(os.environ.get("NOTIFICATIONS_GROUP_DE
 # The Mastodon-compatible client API (microblog.api, docs/api.md): OAuth 2 by
 # django-oauth-toolkit, with our app model (code flow and client_credentials for one app).
 OAUTH2_PROVIDER_APPLICATION_MODEL = "api.ClientApp"
+# Paths answered as the client API: errors as {"error": ...} (core.views.error_response, also
+# for refusals made before the API's middleware runs: a body too large, a bad Host) and CORS
+# (api.auth). Only /api/ takes bearer tokens; the OAuth token endpoints read client credentials.
+API_PATH_PREFIXES = ("/api/", "/oauth/token", "/oauth/revoke", "/.well-known/", "/nodeinfo/")
 OAUTH2_PROVIDER = {
     "SCOPES_BACKEND_CLASS": "microblog.api.oauth.MastodonScopes",
     "OAUTH2_VALIDATOR_CLASS": "microblog.api.oauth.Validator",

@@ -623,3 +623,13 @@ def test_own_account_source_is_not_shown_in_the_same_answers_other_entities(alic
     ctx = Context(base="https://example.org", domain="example.org")
     assert "source" in credential_account(alice, ctx)
     assert "source" not in account(alice, ctx)
+
+
+def test_a_body_too_large_is_refused_in_the_apis_error_shape(alice: User, api_for: Api) -> None:
+    """The body limit refuses before the API's own middleware runs; the answer is still
+    Mastodon's `{"error": ...}`, not the HTML error page."""
+    response = api_for(alice).post("/api/v1/statuses", {"status": "x" * 100_000})
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert "error" in response.json()
+    assert not Post.objects.exists()

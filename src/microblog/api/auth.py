@@ -3,8 +3,8 @@
 `ApiTokenMiddleware` runs after Django's authentication middleware and before the rate limiter.
 On /api/ it replaces `request.user` with the token's user (or AnonymousUser), so a session cookie
 never authenticates an API call (the API is CSRF-exempt because no cookie counts) and the rate
-limiter's per-user rules count the token's user. It also marks API requests for the JSON error
-shape (`request.is_api`, read by core.views.error_response) and answers CORS.
+limiter's per-user rules count the token's user. It answers CORS on the API's paths
+(settings.API_PATH_PREFIXES, which also give errors there the JSON shape: core.views).
 
 `api_view` wraps each endpoint: the token's validity, the user it needs, the scope it needs, and
 service errors as Mastodon's `{"error": "..."}` with its status codes.
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -29,10 +30,9 @@ from microblog.core.ids import parse_id
 
 logger = logging.getLogger("microblog.api")
 
-# Paths answered as the API: JSON errors, CORS. Only /api/ takes bearer tokens; the OAuth token
-# endpoints read client credentials from the body.
+# Paths answered as the API (settings.API_PATH_PREFIXES: JSON errors, CORS); only /api/ takes
+# bearer tokens.
 API_PREFIX = "/api/"
-CORS_PREFIXES = (API_PREFIX, "/oauth/token", "/oauth/revoke", "/.well-known/", "/nodeinfo/")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
@@ -83,9 +83,8 @@ class ApiTokenMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if not path.startswith(CORS_PREFIXES):
+        if not path.startswith(settings.API_PATH_PREFIXES):
             return self.get_response(request)
-        request.is_api = True  # type: ignore[attr-defined]
         if path.startswith(API_PREFIX):
             request.user = AnonymousUser()
             request.access_token = None  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 import logging
 import sys
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,8 +22,9 @@ def error_response(request: HttpRequest, status: int, title: str, message: str) 
     if not hasattr(request, "user"):
         # Refused before the auth middleware ran (e.g. a Host header not in ALLOWED_HOSTS).
         request.user = AnonymousUser()
-    if getattr(request, "is_api", False):
-        # The client API (microblog.api) answers every error in Mastodon's shape.
+    if request.path_info.startswith(settings.API_PATH_PREFIXES):
+        # The client API (microblog.api) answers every error in Mastodon's shape, also those
+        # refused before its middleware ran (a body too large).
         return JsonResponse({"error": message}, status=status)
     if wants_json(request):
         return JsonResponse({"error": {"status": status, "message": message}}, status=status)
