@@ -17,6 +17,7 @@ from microblog.api.models import ClientApp
 from microblog.follows.services import follow_create
 from microblog.moderation.models import Report
 from microblog.posts.models import Post
+from microblog.timelines import selectors as timeline_selectors
 from tests.api.forms import form_fields
 from tests.conftest import refreshed
 
@@ -580,11 +581,22 @@ def test_timeline_query_counts(
     # A limit above the page size reads a second page.
     with django_assert_num_queries(4):
         assert len(api.get("/api/v1/timelines/home", {"limit": 25}).json()) == 25
+    # A reader whose stored feed ends above their page (the pull query continues it below the
+    # horizon): the authors whole there too, not a query per deferred author column.
+    newest = Post.objects.filter(author=bob).order_by("-id")[0]
+    User.objects.filter(id=alice.id).update(feed_horizon=newest.id)
+    with django_assert_num_queries(4):
+        assert len(api.get("/api/v1/timelines/home").json()) == 20
     # The token, the page, the reader's likes and reposts.
     with django_assert_num_queries(3):
         assert len(api.get("/api/v1/timelines/public").json()) == 20
     with django_assert_num_queries(1):
         assert len(Client().get("/api/v1/timelines/public").json()) == 20
+    # A reader back after a long absence (no stored feed: the pull query), the same.
+    User.objects.filter(id=alice.id).update(last_seen_at=None)
+    page = timeline_selectors.for_you(refreshed(alice), whole_authors=True)
+    with django_assert_num_queries(0):
+        assert {post.author.date_joined for post in page.items}
 
 
 def test_a_bad_authorization_request_shows_our_error_page(

@@ -1,6 +1,7 @@
 """core.sqlcache: hot queries compiled once give exactly what the ORM gives, and a builder that
 breaks the contract is refused instead of replaying the first call's values."""
 
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,11 @@ from microblog.api.models import ClientApp
 from microblog.api.oauth import _access_token_by_checksum
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID
+from microblog.core.errors import NotAllowed
+from microblog.core.idlist import id_list
 from microblog.follows.services import follow_create
+from microblog.interactions.selectors import _state_rows, _state_rows_with_reposters
+from microblog.interactions.services import like_create, repost_create
 from microblog.moderation.selectors import _relationship_row
 from microblog.moderation.services import block_create, mute_create, review
 from microblog.posts.models import Post
@@ -37,6 +42,8 @@ from microblog.posts.selectors import (
 from microblog.timelines.selectors import (
     _feed_page,
     _feed_page_whole_authors,
+    _pull_page,
+    _pull_page_whole_authors,
     _profile_for_staff,
     _profile_for_users,
     _profile_for_visitors,
@@ -91,6 +98,8 @@ HOT_SHAPES = [
     (_user_by_username, "bob"),
     (_feed_page, 1, 1, 1),
     (_feed_page_whole_authors, 1, 1, 1),
+    (_pull_page, 1, 1),
+    (_pull_page_whole_authors, 1, 1),
     (_access_token_by_checksum, "checksum"),
     (_profile_for_users, 1, 1, 1),
     (_profile_for_staff, 1, 1, 1),
@@ -102,6 +111,8 @@ HOT_SHAPES = [
     (_replies_for_users, 1, 1, 1),
     (_replies_for_staff, 1, 1, 1),
     (_replies_for_visitors, 1, 1),
+    (_state_rows, 1, "1,2"),
+    (_state_rows_with_reposters, 1, "1,2"),
 ]
 
 
@@ -253,6 +264,11 @@ def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post
     # The client API: its token read, and For You with the authors whole.
     api = Client(HTTP_AUTHORIZATION=f"Bearer {_api_token(alice)}")
     assert api.get("/api/v1/timelines/home").status_code == 200
+    # Below the stored feed's horizon, For You continues with the pull query: compiled too,
+    # for the page and for the API.
+    User.objects.filter(id=alice.id).update(feed_horizon=post.id + 1)
+    assert f'id="post-{post.id}"' in client_for(alice).get("/").content.decode()
+    assert api.get("/api/v1/timelines/home").json()[0]["id"] == str(post.id)
     # The user's own read: only for a session row that names no user (the joined read's
     # fallback, accounts.sessions), e.g. one whose column was cleared.
     unjoined = client_for(alice)
@@ -330,6 +346,11 @@ def world(make_user, make_post, client_for) -> dict[str, Any]:
         posts.append(make_post(users[(n + 1) % len(users)], f"reply {n}", parent=parent))
         posts.append(make_post(axb, f"reply by axb {n}", parent=parent))
     block_create(blocker=bob, blocked=axb)
+    # Likes and reposts for state_for's queries: the reader's own, and those of accounts heard.
+    for n, post in enumerate(posts[:12]):
+        with contextlib.suppress(NotAllowed):  # bob blocks axb: refused, as it should be
+            like_create(user=users[n % 3], post_id=post.id)
+            repost_create(user=users[(n + 1) % 3], post_id=post.id)
     for post in (posts[1], posts[7], posts[-1]):
         review(staff=staff, post_id=post.id, action="hide")
     User.objects.filter(id=carol.id).update(is_celebrity=True)
@@ -363,6 +384,14 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
     )
     user_ids = st.one_of(st.sampled_from(world["user_ids"]), ints)
     post_ids = st.one_of(st.sampled_from(world["post_ids"]), ints)
+    # A page's ids as state_for binds them (core.idlist): none, a few, more than a page.
+    id_lists = st.lists(
+        st.one_of(
+            st.sampled_from(world["post_ids"]),
+            st.integers(min_value=0, max_value=2**63 - 1),
+        ),
+        max_size=70,
+    ).map(id_list)
     names = st.one_of(
         st.sampled_from(world["names"]).map(lambda n: n.swapcase()),
         st.sampled_from(world["names"]),
@@ -379,6 +408,8 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         _user_by_username: st.tuples(names),
         _feed_page: st.tuples(user_ids, post_ids, st.one_of(st.just(0), post_ids)),
         _feed_page_whole_authors: st.tuples(user_ids, post_ids, st.one_of(st.just(0), post_ids)),
+        _pull_page: st.tuples(user_ids, post_ids),
+        _pull_page_whole_authors: st.tuples(user_ids, post_ids),
         _access_token_by_checksum: st.tuples(
             st.one_of(st.sampled_from(world["token_checksums"]), st.text(max_size=70))
         ),
@@ -392,6 +423,8 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         _replies_for_users: st.tuples(post_ids, st.one_of(st.just(0), post_ids), user_ids),
         _replies_for_staff: st.tuples(post_ids, st.one_of(st.just(0), post_ids), user_ids),
         _replies_for_visitors: st.tuples(post_ids, st.one_of(st.just(0), post_ids)),
+        _state_rows: st.tuples(user_ids, id_lists),
+        _state_rows_with_reposters: st.tuples(user_ids, id_lists),
     }
     sqlcache.clear()
     found_rows: dict[str, int] = {}
@@ -400,7 +433,7 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         shape = next(example for example in HOT_SHAPES if example[0] is build)
         assert sqlcache.is_compiled(*shape), build.__name__
     # The comparison meant something: nearly every query found rows for some arguments.
-    assert len(found_rows) >= 11, found_rows
+    assert len(found_rows) >= 15, found_rows
 
 
 def _agrees_with_the_orm(build: Any, strategy: Any, found_rows: dict[str, int]) -> None:

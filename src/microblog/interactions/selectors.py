@@ -11,6 +11,7 @@ from django.db.models.fields import BigIntegerField, CharField, IntegerField
 
 from microblog.accounts.models import User
 from microblog.core import sqlcache
+from microblog.core.idlist import id_list
 from microblog.core.pagination import Page, make_page
 from microblog.interactions.models import Like, Repost
 from microblog.posts.models import Post
@@ -42,18 +43,16 @@ def state_for(
     """The reader's likes and reposts among `post_ids` and, with `reposters` (For You), who of
     the accounts they hear reposted each: one query for the page, whatever its size (a UNION
     ALL of probes of the (user_id, post_id) unique indexes, and of the reposts' post index).
-    Every page with cards asks this, so the query is compiled once per number of posts
-    (core.sqlcache); building it through the ORM on each request cost For You more CPU than
-    the rest of its reads (docs/benchmarks.md, "For You with reposts")."""
+    Every page with cards asks this, so the query is compiled once (core.sqlcache), the ids
+    bound as one parameter (core.idlist) whatever their number: building it through the ORM on
+    each request cost For You more CPU than the rest of its reads (docs/benchmarks.md, "For
+    You with reposts"), and binding each id made psycopg convert it anew on every call."""
     ids = sorted(set(post_ids))
     if not viewer.is_authenticated or not ids:
         return NO_STATE
     with_reposters = reposters and isinstance(viewer, User)
     build = _state_rows_with_reposters if with_reposters else _state_rows
-    if len(ids) <= COMPILED_IDS_MAX:
-        rows = sqlcache.fetch(build, viewer.id, *ids)
-    else:  # a long thread: one key per length would be too many shapes to keep
-        rows = list(build(viewer.id, *ids))
+    rows = sqlcache.fetch(build, viewer.id, id_list(ids))
     liked: set[int] = set()
     reposted: set[int] = set()
     reposted_by: dict[int, str] = {}
@@ -80,32 +79,28 @@ def state_for(
     )
 
 
-# Pages of cards up to this many posts run state_for's query compiled (a key per length).
-COMPILED_IDS_MAX = 64
-
-
 StateRow = tuple[int, int, str, int, int]
 
 
-def _state_rows(viewer_id: int, *post_ids: int) -> QuerySet[Like, StateRow]:
+def _state_rows(viewer_id: int, post_ids: str) -> QuerySet[Like, StateRow]:
     """(post_id, LIKED or REPOSTED, "", repost id, reposter id) rows: the reader's likes (0, 0
-    for the last two) and reposts among the posts."""
+    for the last two) and reposts among the posts (`post_ids`: core.idlist.id_list)."""
     nobody = Value("", output_field=CharField())
     no_id = Value(0, output_field=BigIntegerField())
-    likes = Like.objects.filter(user_id=viewer_id, post_id__in=post_ids).values_list(
+    likes = Like.objects.filter(user_id=viewer_id, post_id__in_ids=post_ids).values_list(
         "post_id", Value(LIKED, output_field=IntegerField()), nobody, no_id, no_id
     )
-    own_reposts = Repost.objects.filter(user_id=viewer_id, post_id__in=post_ids).values_list(
+    own_reposts = Repost.objects.filter(user_id=viewer_id, post_id__in_ids=post_ids).values_list(
         "post_id", Value(REPOSTED, output_field=IntegerField()), nobody, "id", "user_id"
     )
     return likes.union(own_reposts, all=True)
 
 
-def _state_rows_with_reposters(viewer_id: int, *post_ids: int) -> QuerySet[Like, StateRow]:
+def _state_rows_with_reposters(viewer_id: int, post_ids: str) -> QuerySet[Like, StateRow]:
     """_state_rows and, for For You, (post_id, REPOSTED_BY_HEARD, username, repost id,
     reposter id) rows: who of the accounts the reader hears reposted each post."""
     heard = Repost.objects.filter(
-        post_id__in=post_ids, user_id__in=visibility.heard_ids_of(viewer_id)
+        post_id__in_ids=post_ids, user_id__in=visibility.heard_ids_of(viewer_id)
     ).values_list(
         "post_id",
         Value(REPOSTED_BY_HEARD, output_field=IntegerField()),
@@ -113,7 +108,7 @@ def _state_rows_with_reposters(viewer_id: int, *post_ids: int) -> QuerySet[Like,
         "id",
         "user_id",
     )
-    return _state_rows(viewer_id, *post_ids).union(heard, all=True)
+    return _state_rows(viewer_id, post_ids).union(heard, all=True)
 
 
 def liked_by(post: Post, viewer: Viewer, cursor: int | None = None) -> Page[Like]:

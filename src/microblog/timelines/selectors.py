@@ -52,7 +52,7 @@ def for_you(user: User, cursor: int | None = None, *, whole_authors: bool = Fals
     size = settings.PAGE_SIZE
     upper = cursor if cursor is not None else MAX_ID
     if not fanout.is_active(user):
-        return for_you_pull(user, cursor)
+        return for_you_pull(user, cursor, whole_authors=whole_authors)
     horizon = user.feed_horizon
     posts: list[Post] = []
     if upper > horizon:
@@ -61,12 +61,12 @@ def for_you(user: User, cursor: int | None = None, *, whole_authors: bool = Fals
         build = _feed_page_whole_authors if whole_authors else _feed_page
         posts = sqlcache.fetch(build, user.id, upper, horizon)
     if len(posts) <= size and horizon > 0:
-        # The stored feed ends at the horizon; continue below it with the pull query.
-        posts += (
-            for_you_pull_query(user)
-            .filter(id__lt=min(upper, horizon))
-            .order_by("-id")[: size + 1 - len(posts)]
-        )
+        # The stored feed ends at the horizon; continue below it with the pull query. Compiled
+        # too: a reader whose stored feed holds less than a page (few follows) comes here on
+        # every first page, and building it through the ORM cost more than the rest of the
+        # page's reads (docs/benchmarks.md, "Issue 15: For You").
+        pull = _pull_page_whole_authors if whole_authors else _pull_page
+        posts += sqlcache.fetch(pull, user.id, min(upper, horizon))[: size + 1 - len(posts)]
     return make_page(posts, size)
 
 
@@ -197,18 +197,27 @@ def for_you_pull_query(user: User) -> QuerySet[Post]:
     return Post.objects.select_related("author").filter(visibility.for_you(user))
 
 
-def for_you_pull(user: User, cursor: int | None = None) -> Page[Post]:
+def for_you_pull(
+    user: User, cursor: int | None = None, *, whole_authors: bool = False
+) -> Page[Post]:
     """For You from the pull query (readers whose stored feed is not kept), compiled once per
     process (core.sqlcache): a returning reader's pages come from here until the rebuild job
     has run."""
     upper = cursor if cursor is not None else MAX_ID
-    return make_page(sqlcache.fetch(_pull_page, user.id, upper), settings.PAGE_SIZE)
+    build = _pull_page_whole_authors if whole_authors else _pull_page
+    return make_page(sqlcache.fetch(build, user.id, upper), settings.PAGE_SIZE)
+
+
+def _pull_posts(user_id: int, upper: int) -> QuerySet[Post]:
+    return Post.objects.filter(visibility.for_you_of(user_id), id__lt=upper).order_by("-id")
 
 
 def _pull_page(user_id: int, upper: int) -> QuerySet[Post]:
-    return with_card_authors(
-        Post.objects.filter(visibility.for_you_of(user_id), id__lt=upper)
-    ).order_by("-id")[: settings.PAGE_SIZE + 1]
+    return with_card_authors(_pull_posts(user_id, upper))[: settings.PAGE_SIZE + 1]
+
+
+def _pull_page_whole_authors(user_id: int, upper: int) -> QuerySet[Post]:
+    return _pull_posts(user_id, upper).select_related("author")[: settings.PAGE_SIZE + 1]
 
 
 def following(user: User, cursor: int | None = None) -> Page[Post]:
