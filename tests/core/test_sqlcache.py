@@ -22,9 +22,9 @@ from microblog.accounts.views import _user_by_username
 from microblog.api.models import ClientApp
 from microblog.api.oauth import _access_token_by_checksum
 from microblog.core import sqlcache
-from microblog.core.pagination import MAX_ID
 from microblog.core.errors import NotAllowed
 from microblog.core.idlist import id_list
+from microblog.core.pagination import MAX_ID
 from microblog.follows.services import follow_create
 from microblog.interactions.selectors import _state_rows, _state_rows_with_reposters
 from microblog.interactions.services import like_create, repost_create
@@ -42,11 +42,11 @@ from microblog.posts.selectors import (
 from microblog.timelines.selectors import (
     _feed_page,
     _feed_page_whole_authors,
-    _pull_page,
-    _pull_page_whole_authors,
     _profile_for_staff,
     _profile_for_users,
     _profile_for_visitors,
+    _pull_page,
+    _pull_page_whole_authors,
 )
 
 
