@@ -221,8 +221,18 @@ def _pull_page_whole_authors(user_id: int, upper: int) -> QuerySet[Post]:
 
 
 def following(user: User, cursor: int | None = None) -> Page[Post]:
-    """The posts, replies included, of the people you follow (the pull query)."""
-    return _newest_first(following_query(user), cursor)
+    """The posts, replies included, of the people you follow (the pull query), compiled once
+    per process (core.sqlcache) as For You is."""
+    upper = cursor if cursor is not None else MAX_ID
+    return make_page(sqlcache.fetch(_following_page, user.id, upper), settings.PAGE_SIZE)
+
+
+def _following_page(user_id: int, upper: int) -> QuerySet[Post]:
+    return (
+        posts_for_display()
+        .filter(visibility.following_of(user_id), id__lt=upper)
+        .order_by("-id")[: settings.PAGE_SIZE + 1]
+    )
 
 
 def following_query(user: User) -> QuerySet[Post]:

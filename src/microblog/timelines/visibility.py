@@ -231,7 +231,12 @@ def celebrity_repost_shown_sql(post: str, reader: str) -> str:
 
 def following(user: User) -> Q:
     """The Following page's posts: posts and replies, visible ones, of the accounts heard."""
-    return Q(author_id__in=heard_ids(user), is_hidden=False)
+    return following_of(user.id)
+
+
+def following_of(user_id: int) -> Q:
+    """following() from the reader's id alone (compiled builders take ids, core.sqlcache)."""
+    return Q(author_id__in=heard_ids_of(user_id), is_hidden=False)
 
 
 def following_shows(heard: frozenset[int], *, author: int | None, hidden: bool) -> bool:
