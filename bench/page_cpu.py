@@ -321,6 +321,8 @@ def worker(args: argparse.Namespace) -> None:
             stats.sort_stats("cumulative").print_stats(args.profile)
             print(f"--- {page}: own time ---", file=sys.stderr)
             stats.sort_stats("tottime").print_stats(args.profile)
+            if args.profile_dump:  # for pstats' callers / callees, or snakeviz
+                profiler.dump_stats(f"{args.profile_dump}.{page}.prof")
         results[page] = {
             "cpu_us": (cpu1 - cpu0) / args.requests * 1e6,
             "wall_us": (wall1 - wall0) / args.requests * 1e6,
@@ -342,6 +344,11 @@ def main() -> None:
         type=int,
         default=0,
         help="with --worker: cProfile each page and print its N top functions to stderr",
+    )
+    parser.add_argument(
+        "--profile-dump",
+        metavar="PREFIX",
+        help="with --profile: also write each page's profile to PREFIX.<page>.prof",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -40,6 +40,8 @@ from microblog.posts.selectors import (
     _replies_for_visitors,
 )
 from microblog.timelines.selectors import (
+    _everyone_for_users,
+    _everyone_for_visitors,
     _feed_page,
     _feed_page_whole_authors,
     _following_page,
@@ -102,6 +104,8 @@ HOT_SHAPES = [
     (_pull_page, 1, 1),
     (_pull_page_whole_authors, 1, 1),
     (_following_page, 1, 1),
+    (_everyone_for_visitors, 1),
+    (_everyone_for_users, 1, 1),
     (_access_token_by_checksum, "checksum"),
     (_profile_for_users, 1, 1, 1),
     (_profile_for_staff, 1, 1, 1),
@@ -264,6 +268,8 @@ def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post
         assert client.get(f"/posts/{post.id}").status_code == 200
     assert client_for(alice).get("/").status_code == 200
     assert client_for(alice).get("/following").status_code == 200
+    assert client_for(alice).get("/all").status_code == 200
+    assert Client().get("/").status_code == 200
     # The client API: its token read, and For You with the authors whole.
     api = Client(HTTP_AUTHORIZATION=f"Bearer {_api_token(alice)}")
     assert api.get("/api/v1/timelines/home").status_code == 200
@@ -414,6 +420,8 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         _pull_page: st.tuples(user_ids, post_ids),
         _pull_page_whole_authors: st.tuples(user_ids, post_ids),
         _following_page: st.tuples(user_ids, post_ids),
+        _everyone_for_visitors: st.tuples(post_ids),
+        _everyone_for_users: st.tuples(post_ids, user_ids),
         _access_token_by_checksum: st.tuples(
             st.one_of(st.sampled_from(world["token_checksums"]), st.text(max_size=70))
         ),
@@ -437,7 +445,7 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         shape = next(example for example in HOT_SHAPES if example[0] is build)
         assert sqlcache.is_compiled(*shape), build.__name__
     # The comparison meant something: nearly every query found rows for some arguments.
-    assert len(found_rows) >= 16, found_rows
+    assert len(found_rows) >= 18, found_rows
 
 
 def _agrees_with_the_orm(build: Any, strategy: Any, found_rows: dict[str, int]) -> None:

@@ -258,9 +258,28 @@ def following_since(user: User, since: int, limit: int = NEW_POSTS_LIMIT) -> Pag
 
 
 def everyone(viewer: Viewer, cursor: int | None = None) -> Page[Post]:
-    """Every top-level post: the public timeline (not the placeholders of deleted ones)."""
-    posts = Post.objects.select_related("author").filter(visibility.everyone(viewer))
-    return _newest_first(posts, cursor)
+    """Every top-level post: the public timeline (not the placeholders of deleted ones), with
+    whole authors (the client API's public timeline reads this too). Compiled once per process
+    and kind of viewer (core.sqlcache): it is the signed-out home page."""
+    upper = cursor if cursor is not None else MAX_ID
+    if viewer.is_authenticated:
+        posts = sqlcache.fetch(_everyone_for_users, upper, viewer.id)
+    else:
+        posts = sqlcache.fetch(_everyone_for_visitors, upper)
+    return make_page(posts, settings.PAGE_SIZE)
+
+
+def _everyone_posts(upper: int, visible: Q) -> QuerySet[Post]:
+    posts = Post.objects.select_related("author").filter(visible, id__lt=upper)
+    return posts.order_by("-id")[: settings.PAGE_SIZE + 1]
+
+
+def _everyone_for_visitors(upper: int) -> QuerySet[Post]:
+    return _everyone_posts(upper, visibility.everyone_of(None))
+
+
+def _everyone_for_users(upper: int, viewer_id: int) -> QuerySet[Post]:
+    return _everyone_posts(upper, visibility.everyone_of(viewer_id))
 
 
 def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Post]:

@@ -251,19 +251,29 @@ def in_feeds(viewer: Viewer) -> Q:
     """What any feed may show `viewer`: visible posts (and their own), nothing by an account they
     block or mute. Staff read feeds like everyone else; they see hidden posts on pages and in the
     review queue."""
-    if not viewer.is_authenticated:
+    return in_feeds_of(viewer.id if viewer.is_authenticated else None)
+
+
+def in_feeds_of(viewer_id: int | None) -> Q:
+    """in_feeds() from the viewer's id alone, None for a visitor (core.sqlcache's builders)."""
+    if viewer_id is None:
         return Q(is_hidden=False)
     return (
-        (Q(is_hidden=False) | Q(author_id=viewer.id))
-        & ~Q(author_id__in=blocked_ids(viewer.id))
-        & ~Q(author_id__in=muted_ids(viewer.id))
+        (Q(is_hidden=False) | Q(author_id=viewer_id))
+        & ~Q(author_id__in=blocked_ids(viewer_id))
+        & ~Q(author_id__in=muted_ids(viewer_id))
     )
 
 
 def everyone(viewer: Viewer) -> Q:
     """The All page: top-level posts that in_feeds() lets through, not deleted posts'
     placeholders (which stand only in their threads)."""
-    return Q(parent__isnull=True) & in_feeds(viewer) & Q(is_deleted=False)
+    return everyone_of(viewer.id if viewer.is_authenticated else None)
+
+
+def everyone_of(viewer_id: int | None) -> Q:
+    """everyone() from the viewer's id alone, None for a visitor."""
+    return Q(parent__isnull=True) & in_feeds_of(viewer_id) & Q(is_deleted=False)
 
 
 def excluded_from_feeds(viewer_id: int) -> set[int]:
