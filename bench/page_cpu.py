@@ -316,6 +316,8 @@ def worker(args: argparse.Namespace) -> None:
         cpu1, wall1 = time.process_time(), time.perf_counter()
         if args.profile:
             profiler.disable()
+            if args.profile_dump:  # for pstats' callers and callees: `python -m pstats FILE`
+                profiler.dump_stats(f"{args.profile_dump}.{page}.pstats")
             stats = pstats.Stats(profiler, stream=sys.stderr)
             print(f"--- {page}: cumulative ---", file=sys.stderr)
             stats.sort_stats("cumulative").print_stats(args.profile)
@@ -342,6 +344,11 @@ def main() -> None:
         type=int,
         default=0,
         help="with --worker: cProfile each page and print its N top functions to stderr",
+    )
+    parser.add_argument(
+        "--profile-dump",
+        default="",
+        help="with --profile: also write each page's stats to PREFIX.<page>.pstats",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

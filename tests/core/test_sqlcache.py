@@ -122,6 +122,29 @@ def test_same_rows_and_related_objects_as_the_orm(alice, bob, make_post):
     assert sqlcache.is_compiled(_posts_of, alice.id, 1)
 
 
+def test_a_replay_reuses_the_result_columns_converters(alice, bob, make_post, monkeypatch):
+    """Django's iterables ask the compiler for every result column's converters on each query;
+    a replay answers from those stored at the first one (per connection), and the rows are
+    still converted (SQLite stores datetimes as text: the converter makes them datetimes)."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    post = make_post(bob, "hello", parent=make_post(alice, "parent"))
+    assert [p.id for p in sqlcache.fetch(_post_for_user, post.id, alice.id)] == [post.id]
+    computed = []
+    original = SQLCompiler.get_converters
+
+    def counted(self: SQLCompiler, expressions: Any) -> Any:
+        computed.append(len(expressions))
+        return original(self, expressions)
+
+    monkeypatch.setattr(SQLCompiler, "get_converters", counted)
+    for _ in range(3):
+        (got,) = sqlcache.fetch(_post_for_user, post.id, alice.id)
+        assert got.created_at == post.created_at
+        assert got.parent.author.date_joined == alice.date_joined
+    assert computed == []
+
+
 def test_values_and_case_insensitive_lookups(alice, make_user):
     make_user("a_b")
     make_user("axb")
