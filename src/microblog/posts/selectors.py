@@ -185,58 +185,85 @@ def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], boo
     return [by_id[row[0]] for row in chain if row[0] in by_id], top_parent_id is not None
 
 
-# A reply row as the thread's first level reads it: every column of the post, the replies the
-# reader can open (with_reply_counts), the author's username (the card's only author column).
-_POST_ATTNAMES = tuple(field.attname for field in Post._meta.concrete_fields)
-_REPLY_COLUMNS = (*_POST_ATTNAMES, "visible_replies", "author__username")
-_REPLY_KEYS = _REPLY_COLUMNS[:-1]  # the post's attributes, in row order
-_AUTHOR_ID = _POST_ATTNAMES.index("author_id")
+# Lists read as rows (values_list) and made into posts by `posts_from_rows`: every column of
+# the post first, in this order.
+POST_COLUMNS = tuple(field.attname for field in Post._meta.concrete_fields)
+_AUTHOR_ID = POST_COLUMNS.index("author_id")
 _post_author = Post.author.field
 
+# A thread's first-level reply: the post, the replies the reader can open (with_reply_counts)
+# and the author's username (the card's only author column).
+_REPLY_COLUMNS = (*POST_COLUMNS, "visible_replies", "author__username")
 
-def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post, tuple[Any, ...]]:
+
+def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post, Any]:
     replies = with_reply_counts(Post.objects.filter(visible, parent_id=post_id), visible)
     replies = replies.filter(id__gt=after).order_by("id").values_list(*_REPLY_COLUMNS)
     return replies[: settings.PAGE_SIZE + 1]
 
 
-def _replies_for_visitors(post_id: int, after: int) -> QuerySet[Post, tuple[Any, ...]]:
+def _replies_for_visitors(post_id: int, after: int) -> QuerySet[Post, Any]:
     return _replies(post_id, after, on_pages_for(None))
 
 
-def _replies_for_users(post_id: int, after: int, viewer_id: int) -> QuerySet[Post, tuple[Any, ...]]:
+def _replies_for_users(post_id: int, after: int, viewer_id: int) -> QuerySet[Post, Any]:
     return _replies(post_id, after, on_pages_for(viewer_id))
 
 
-def _replies_for_staff(post_id: int, after: int, viewer_id: int) -> QuerySet[Post, tuple[Any, ...]]:
+def _replies_for_staff(post_id: int, after: int, viewer_id: int) -> QuerySet[Post, Any]:
     return _replies(post_id, after, on_pages_for(viewer_id, staff=True))
 
 
-def reply_posts(rows: list[tuple[Any, ...]], db: str) -> list[Post]:
-    """The posts of `_replies` rows, as `with_card_authors(...)` loads them through the ORM:
-    every field, `visible_replies`, the author (None: a deleted account) with only `id` and
-    `username` loaded (the others deferred), read from database `db`.
+def posts_from_rows(
+    rows: list[Any],
+    db: str,
+    *,
+    annotations: tuple[str, ...] = (),
+    author: User | None = None,
+    author_names: bool = False,
+) -> list[Post]:
+    """The posts of rows that hold POST_COLUMNS, then `annotations` (set as attributes), then
+    with `author_names` the author's username, as the ORM would load them from database `db`:
+    with `author_names`, each post's author (None: a deleted account) with only `id` and
+    `username` loaded, the rest deferred (as `with_card_authors`); with `author` (a profile: every
+    post is theirs), that user.
 
     Built as Django builds an unpickled instance (`__new__` and the attributes), not through
-    `Model.__init__`: a thread page's 20 replies and their 20 authors were a fifth of its CPU
-    (docs/benchmarks.md, "Issue 15: the thread and the profile"). Model signals sent on
-    initialisation would be skipped, so with any receiver of them this goes through from_db.
-    tests/posts/test_reply_rows.py compares the objects with the ORM's."""
-    if _init_signals_heard():
-        return [_reply_post_from_db(row, db) for row in rows]
-    new_post, new_user = Post.__new__, User.__new__
+    `Model.__init__` and the ORM's iterables: a thread page's 20 replies and their 20 authors
+    were a fifth of its CPU (docs/benchmarks.md, "Issue 15: the thread and the profile"). Model
+    signals sent on initialisation would be skipped, so with any receiver of them each object
+    goes through `from_db`. tests/posts/test_reply_rows.py compares the objects with the ORM's."""
+    keys = (*POST_COLUMNS, *annotations)
+    cache_name = _post_author.cache_name
     posts = []
+    if _init_signals_heard():
+        for row in rows:
+            post = Post.from_db(db, POST_COLUMNS, row[: len(POST_COLUMNS)])
+            for name, value in zip(annotations, row[len(POST_COLUMNS) :], strict=False):
+                setattr(post, name, value)
+            if author_names:
+                author_id = row[_AUTHOR_ID]
+                author = (
+                    None
+                    if author_id is None
+                    else User.from_db(db, ("id", "username"), (author_id, row[-1]))
+                )
+            _post_author.set_cached_value(post, author)
+            posts.append(post)
+        return posts
+    new_post, new_user = Post.__new__, User.__new__
     for row in rows:
         post = new_post(Post)
-        post.__dict__.update(zip(_REPLY_KEYS, row, strict=False))
+        post.__dict__.update(zip(keys, row, strict=False))
         post._state = _loaded(db)
-        author_id = row[_AUTHOR_ID]
-        author = None
-        if author_id is not None:
-            author = new_user(User)
-            author.__dict__.update(id=author_id, username=row[-1])
-            author._state = _loaded(db)
-        post._state.fields_cache[_post_author.cache_name] = author
+        if author_names:
+            author_id = row[_AUTHOR_ID]
+            author = None
+            if author_id is not None:
+                author = new_user(User)
+                author.__dict__.update(id=author_id, username=row[-1])
+                author._state = _loaded(db)
+        post._state.fields_cache[cache_name] = author
         posts.append(post)
     return posts
 
@@ -254,17 +281,6 @@ def _init_signals_heard() -> bool:
         for signal in (signals.pre_init, signals.post_init)
         for model in (Post, User)
     )
-
-
-def _reply_post_from_db(row: tuple[Any, ...], db: str) -> Post:
-    count = len(_POST_ATTNAMES)
-    post = Post.from_db(db, _POST_ATTNAMES, row[:count])
-    post.visible_replies = row[count]  # type: ignore[attr-defined]
-    author = None
-    if row[_AUTHOR_ID] is not None:
-        author = User.from_db(db, ("id", "username"), (row[_AUTHOR_ID], row[-1]))
-    _post_author.set_cached_value(post, author)
-    return post
 
 
 def replies_since(post_id: int, viewer: Viewer, since: int, limit: int) -> list[Post]:
@@ -292,7 +308,13 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
     )
     args = (post.id, after, *viewer_args)
     first_level = make_page(
-        reply_posts(sqlcache.fetch(build, *args), router.db_for_read(Post)), size
+        posts_from_rows(
+            sqlcache.fetch(build, *args),
+            router.db_for_read(Post),
+            annotations=("visible_replies",),
+            author_names=True,
+        ),
+        size,
     )
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
