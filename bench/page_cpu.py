@@ -316,13 +316,13 @@ def worker(args: argparse.Namespace) -> None:
         cpu1, wall1 = time.process_time(), time.perf_counter()
         if args.profile:
             profiler.disable()
+            if args.profile_dump:  # for pstats' callers and callees: `python -m pstats FILE`
+                profiler.dump_stats(f"{args.profile_dump}.{page}.pstats")
             stats = pstats.Stats(profiler, stream=sys.stderr)
             print(f"--- {page}: cumulative ---", file=sys.stderr)
             stats.sort_stats("cumulative").print_stats(args.profile)
             print(f"--- {page}: own time ---", file=sys.stderr)
             stats.sort_stats("tottime").print_stats(args.profile)
-            if args.profile_dump:  # for pstats' callers / callees, or snakeviz
-                profiler.dump_stats(f"{args.profile_dump}.{page}.prof")
         results[page] = {
             "cpu_us": (cpu1 - cpu0) / args.requests * 1e6,
             "wall_us": (wall1 - wall0) / args.requests * 1e6,
@@ -347,8 +347,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--profile-dump",
-        metavar="PREFIX",
-        help="with --profile: also write each page's profile to PREFIX.<page>.prof",
+        default="",
+        help="with --profile: also write each page's stats to PREFIX.<page>.pstats",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

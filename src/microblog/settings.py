@@ -114,6 +114,7 @@ JINJA_GLOBALS = {
     "post_card": "microblog.posts.cards.post_card",
     "post_cards": "microblog.posts.cards.post_cards",
     "post_cards_by_id": "microblog.posts.cards.post_cards_by_id",
+    "reply_tree": "microblog.posts.replies.reply_tree",
     "profile_header_parts": "microblog.accounts.headers.profile_header_parts",
     "interaction_buttons": "microblog.interactions.buttons.interaction_buttons",
 }

@@ -18,7 +18,7 @@ from oauth2_provider.models import AccessToken
 from microblog.accounts.backends import _user_by_id
 from microblog.accounts.models import User, UserSession
 from microblog.accounts.sessions import _live_session
-from microblog.accounts.views import _user_by_username
+from microblog.accounts.views import _user_by_username, _user_by_username_for
 from microblog.api.models import ClientApp
 from microblog.api.oauth import _access_token_by_checksum
 from microblog.core import sqlcache
@@ -28,7 +28,6 @@ from microblog.core.pagination import MAX_ID
 from microblog.follows.services import follow_create
 from microblog.interactions.selectors import _state_rows, _state_rows_with_reposters
 from microblog.interactions.services import like_create, repost_create
-from microblog.moderation.selectors import _relationship_row
 from microblog.moderation.services import block_create, mute_create, review
 from microblog.posts.models import Post
 from microblog.posts.selectors import (
@@ -110,7 +109,7 @@ HOT_SHAPES = [
     (_profile_for_users, 1, 1, 1),
     (_profile_for_staff, 1, 1, 1),
     (_profile_for_visitors, 1, 1),
-    (_relationship_row, 1, 1),
+    (_user_by_username_for, "bob", 1),
     (_post, 1),
     (_post_for_user, 1, 1),
     (_post_for_staff, 1, 1),
@@ -137,6 +136,29 @@ def test_same_rows_and_related_objects_as_the_orm(alice, bob, make_post):
             )
             assert got.created_at == want.created_at
     assert sqlcache.is_compiled(_posts_of, alice.id, 1)
+
+
+def test_a_replay_reuses_the_result_columns_converters(alice, bob, make_post, monkeypatch):
+    """Django's iterables ask the compiler for every result column's converters on each query;
+    a replay answers from those stored at the first one (per connection), and the rows are
+    still converted (SQLite stores datetimes as text: the converter makes them datetimes)."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    post = make_post(bob, "hello", parent=make_post(alice, "parent"))
+    assert [p.id for p in sqlcache.fetch(_post_for_user, post.id, alice.id)] == [post.id]
+    computed = []
+    original = SQLCompiler.get_converters
+
+    def counted(self: SQLCompiler, expressions: Any) -> Any:
+        computed.append(len(expressions))
+        return original(self, expressions)
+
+    monkeypatch.setattr(SQLCompiler, "get_converters", counted)
+    for _ in range(3):
+        (got,) = sqlcache.fetch(_post_for_user, post.id, alice.id)
+        assert got.created_at == post.created_at
+        assert got.parent.author.date_joined == alice.date_joined
+    assert computed == []
 
 
 def test_values_and_case_insensitive_lookups(alice, make_user):
@@ -257,7 +279,8 @@ def test_the_query_count_does_not_change(alice, client_for, django_assert_num_qu
 
 def test_the_hot_page_queries_are_compiled_once(alice, bob, make_user, make_post, client_for):
     """Sessions (with their users), users, For You, profiles (for each kind of viewer), the
-    relationship query and threads really use the compiled path, on SQLite as on PostgreSQL."""
+    profile's user with the viewer's relationship to them and threads really use the compiled
+    path, on SQLite as on PostgreSQL."""
     sqlcache.clear()
     staff = make_user("moderator", is_staff=True)
     follow_create(follower=alice, followed=bob)
@@ -428,7 +451,7 @@ def test_compiled_hot_queries_agree_with_the_orm(world):
         _profile_for_users: st.tuples(user_ids, post_ids, user_ids),
         _profile_for_staff: st.tuples(user_ids, post_ids, user_ids),
         _profile_for_visitors: st.tuples(user_ids, post_ids),
-        _relationship_row: st.tuples(user_ids, user_ids),
+        _user_by_username_for: st.tuples(names, user_ids),
         _post: st.tuples(post_ids),
         _post_for_user: st.tuples(post_ids, user_ids),
         _post_for_staff: st.tuples(post_ids, user_ids),

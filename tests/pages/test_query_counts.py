@@ -77,10 +77,10 @@ def test_profile_page(alice, bob, make_post, client_for, django_assert_num_queri
         while made < wanted + (5 if wanted == 20 else 0):
             make_post(bob, f"bob says {made}")
             made += 1
-        # Queries: 1 the session with the signed-in user, 2 the profile's user by username,
-        # 3 whether the viewer follows them (the Follow/Unfollow button), 4 the user's top-level
-        # posts with their authors, 5 the viewer's likes and reposts of them.
-        with django_assert_num_queries(5):
+        # Queries: 1 the session with the signed-in user, 2 the profile's user by username with
+        # whether the viewer follows, blocks or mutes them (the Follow/Unfollow button), 3 the
+        # user's top-level posts, 4 the viewer's likes and reposts of them.
+        with django_assert_num_queries(4):
             response = client.get("/@bob")
         assert response.status_code == 200
         assert len(shown_ids(response)) == wanted

@@ -222,15 +222,29 @@ def _user_by_username(username: str) -> QuerySet[User]:
     return User.objects.filter(username__iexact=username)[:1]
 
 
+def _user_by_username_for(username: str, viewer_id: int) -> QuerySet[User]:
+    """The profile's user with how the signed-in viewer stands to them (the buttons): one
+    query instead of two (moderation.selectors.with_relationship)."""
+    users = User.objects.filter(username__iexact=username)
+    return moderation.with_relationship(users, viewer_id)[:1]
+
+
 @require_safe
 def profile(request: HttpRequest, username: str) -> HttpResponse:
-    author = _profile_user(username)
+    viewer = request.user
+    if viewer.is_authenticated:
+        found = sqlcache.fetch(_user_by_username_for, username, viewer.id)
+        if not found:
+            raise Http404("No such user")
+        author = found[0]
+    else:
+        author = _profile_user(username)
     cursor = parse_cursor(request.GET.get("cursor"))
     return render_feed(
         request,
         "accounts/profile.html",
-        timelines.profile(author, request.user, cursor),
-        {"profile_user": author, "relation": moderation.relationship(request.user, author)},
+        timelines.profile(author, viewer, cursor),
+        {"profile_user": author, "relation": moderation.relationship(viewer, author)},
     )
 
 

@@ -40,6 +40,7 @@ import inspect
 import logging
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -73,7 +74,7 @@ class _Position:
 
 
 class _Compiled:
-    __slots__ = ("compiler", "params", "positions", "queryset", "ranges", "sql")
+    __slots__ = ("compiler", "converters", "params", "positions", "queryset", "ranges", "sql")
 
     def __init__(
         self,
@@ -90,6 +91,13 @@ class _Compiled:
         self.params = params
         self.positions = positions
         self.ranges = ranges  # (argument index, lowest, highest) for int arguments
+        # The result columns' converters, per connection (a thread's own; their backend
+        # converters may be the connection's methods): what Django's iterables ask the compiler
+        # for on every query, a walk over every selected column (a third of the CPU of
+        # posts.selectors.post_for_display's 62 columns, docs/benchmarks.md).
+        self.converters: weakref.WeakKeyDictionary[Any, tuple[list[Any], dict[int, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
 
 class _Fallback:
@@ -267,18 +275,46 @@ def _replay(compiled: _Compiled, args: tuple[Any, ...], alias: str) -> list[Any]
     # SQLCompiler (its select list, related-object layout and converters) that returns the stored
     # SQL with these values. The strict mode's comparison with the ORM checks it in every test run.
     compiler = copy.copy(compiled.compiler)
-    compiler.connection = connections[alias]
+    connection = compiler.connection = connections[alias]
     compiler.as_sql = lambda *a, **k: (sql, params)
-    # A shallow copy of the compiled QuerySet and its Query, each call its own (the compiler
-    # is set on the copy, so concurrent calls never share one): `QuerySet.all()` cloned the
-    # whole Query (its where tree, deep-copied) on every call, 5% of a For You page's CPU, for
-    # an iterable that only reads it.
-    template = compiled.queryset
-    query = copy.copy(template.query)
+    known = compiled.converters.get(connection)
+    if known is None:
+        columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
+        known = compiled.converters[connection] = (columns, compiler.get_converters(columns))
+    compiler.get_converters = _converters_from(compiler.get_converters, *known)
+    # Shallow copies of the stored, never evaluated QuerySet and of its Query, which the
+    # iterables only read (QuerySet.all() clones the whole Query: a tenth of a replay's CPU).
+    # Their attributes copied as such: copy.copy() would pickle, and a QuerySet's pickling runs it.
+    stored = compiled.queryset
+    query = _shallow(stored.query)
     query.get_compiler = lambda *a, **k: compiler  # type: ignore[method-assign]
-    queryset = object.__new__(type(template))
-    queryset.__dict__ = {**template.__dict__, "_query": query, "_result_cache": None}
+    queryset = _shallow(stored)
+    queryset._query = query  # type: ignore[attr-defined]
     return list(queryset)
+
+
+def _shallow[O](original: O) -> O:
+    made = object.__new__(type(original))
+    made.__dict__.update(original.__dict__)
+    return made
+
+
+def _converters_from(
+    get_converters: Callable[[list[Any]], dict[int, Any]],
+    columns: list[Any],
+    converters: dict[int, Any],
+) -> Callable[[list[Any]], dict[int, Any]]:
+    """The compiler's get_converters, answered from the stored result for the query's own
+    result columns (the same expression objects) and computed for anything else."""
+
+    def get(expressions: list[Any]) -> dict[int, Any]:
+        if len(expressions) == len(columns) and all(
+            asked is column for asked, column in zip(expressions, columns, strict=True)
+        ):
+            return converters
+        return get_converters(expressions)
+
+    return get
 
 
 def _orm[T](

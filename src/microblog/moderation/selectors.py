@@ -10,7 +10,6 @@ from typing import Any, Literal
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from microblog.accounts.models import User
-from microblog.core import sqlcache
 from microblog.core.pagination import Page, make_page
 from microblog.follows.models import Follow
 from microblog.moderation.models import Block, ModerationAction, Mute, Report
@@ -59,25 +58,29 @@ class Relationship:
 
 
 def relationship(viewer: Viewer, other: User) -> Relationship:
-    """How `viewer` stands to `other`, for a profile's buttons: one query, compiled once per
-    process (core.sqlcache; four EXISTS subqueries were the costliest compile of a profile)."""
+    """How `viewer` stands to `other`, for a profile's buttons. `other` was read through
+    `with_relationship` for this viewer (the profile page's user query, compiled once per
+    process: no query of its own); a visitor and the user themself have none."""
     if not viewer.is_authenticated or viewer.id == other.id:
         return Relationship()
-    rows = sqlcache.fetch(_relationship_row, other.id, viewer.id)
-    return Relationship(**rows[0]) if rows else Relationship()
+    return Relationship(
+        following=other.rel_following,  # type: ignore[attr-defined]
+        blocking=other.rel_blocking,  # type: ignore[attr-defined]
+        blocked_by=other.rel_blocked_by,  # type: ignore[attr-defined]
+        muting=other.rel_muting,  # type: ignore[attr-defined]
+    )
 
 
-def _relationship_row(other_id: int, viewer_id: int) -> QuerySet[Any, Any]:
-    return (
-        User.objects.filter(id=other_id)
-        .annotate(
-            following=Exists(Follow.objects.filter(follower_id=viewer_id, followed_id=other_id)),
-            blocking=Exists(Block.objects.filter(blocker_id=viewer_id, blocked_id=other_id)),
-            blocked_by=Exists(Block.objects.filter(blocker_id=other_id, blocked_id=viewer_id)),
-            muting=Exists(Mute.objects.filter(muter_id=viewer_id, muted_id=other_id)),
-        )
-        .values("following", "blocking", "blocked_by", "muting")
-        .order_by()[:1]
+def with_relationship(users: QuerySet[User], viewer_id: int) -> QuerySet[User]:
+    """`users`, each annotated with how `viewer_id` stands to them (read by `relationship`;
+    a plain "following" would clash with the users' reverse relations): four EXISTS probes of
+    primary keys."""
+    other = OuterRef("id")
+    return users.annotate(
+        rel_following=Exists(Follow.objects.filter(follower_id=viewer_id, followed_id=other)),
+        rel_blocking=Exists(Block.objects.filter(blocker_id=viewer_id, blocked_id=other)),
+        rel_blocked_by=Exists(Block.objects.filter(blocker_id=other, blocked_id=viewer_id)),
+        rel_muting=Exists(Mute.objects.filter(muter_id=viewer_id, muted_id=other)),
     )
 
 

@@ -1,11 +1,13 @@
 """Reads of posts: the thread page."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Window
+from django.db import connection, router
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Window, signals
+from django.db.models.base import ModelState
 from django.db.models.functions import Coalesce, RowNumber
 
 from microblog.accounts.models import User
@@ -183,22 +185,102 @@ def ancestors(post: Post, viewer: Viewer | None = None) -> tuple[list[Post], boo
     return [by_id[row[0]] for row in chain if row[0] in by_id], top_parent_id is not None
 
 
-def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post]:
-    replies = with_card_authors(Post.objects.filter(visible, parent_id=post_id))
-    replies = with_reply_counts(replies, visible)
-    return replies.filter(id__gt=after).order_by("id")[: settings.PAGE_SIZE + 1]
+# Lists read as rows (values_list) and made into posts by `posts_from_rows`: every column of
+# the post first, in this order.
+POST_COLUMNS = tuple(field.attname for field in Post._meta.concrete_fields)
+_AUTHOR_ID = POST_COLUMNS.index("author_id")
+_post_author = Post.author.field
+
+# A thread's first-level reply: the post, the replies the reader can open (with_reply_counts)
+# and the author's username (the card's only author column).
+_REPLY_COLUMNS = (*POST_COLUMNS, "visible_replies", "author__username")
 
 
-def _replies_for_visitors(post_id: int, after: int) -> QuerySet[Post]:
+def _replies(post_id: int, after: int, visible: Q) -> QuerySet[Post, Any]:
+    replies = with_reply_counts(Post.objects.filter(visible, parent_id=post_id), visible)
+    replies = replies.filter(id__gt=after).order_by("id").values_list(*_REPLY_COLUMNS)
+    return replies[: settings.PAGE_SIZE + 1]
+
+
+def _replies_for_visitors(post_id: int, after: int) -> QuerySet[Post, Any]:
     return _replies(post_id, after, on_pages_for(None))
 
 
-def _replies_for_users(post_id: int, after: int, viewer_id: int) -> QuerySet[Post]:
+def _replies_for_users(post_id: int, after: int, viewer_id: int) -> QuerySet[Post, Any]:
     return _replies(post_id, after, on_pages_for(viewer_id))
 
 
-def _replies_for_staff(post_id: int, after: int, viewer_id: int) -> QuerySet[Post]:
+def _replies_for_staff(post_id: int, after: int, viewer_id: int) -> QuerySet[Post, Any]:
     return _replies(post_id, after, on_pages_for(viewer_id, staff=True))
+
+
+def posts_from_rows(
+    rows: list[Any],
+    db: str,
+    *,
+    annotations: tuple[str, ...] = (),
+    author: User | None = None,
+    author_names: bool = False,
+) -> list[Post]:
+    """The posts of rows that hold POST_COLUMNS, then `annotations` (set as attributes), then
+    with `author_names` the author's username, as the ORM would load them from database `db`:
+    with `author_names`, each post's author (None: a deleted account) with only `id` and
+    `username` loaded, the rest deferred (as `with_card_authors`); with `author` (a profile: every
+    post is theirs), that user.
+
+    Built as Django builds an unpickled instance (`__new__` and the attributes), not through
+    `Model.__init__` and the ORM's iterables: a thread page's 20 replies and their 20 authors
+    were a fifth of its CPU (docs/benchmarks.md, "Issue 15: the thread and the profile"). Model
+    signals sent on initialisation would be skipped, so with any receiver of them each object
+    goes through `from_db`. tests/posts/test_reply_rows.py compares the objects with the ORM's."""
+    keys = (*POST_COLUMNS, *annotations)
+    cache_name = _post_author.cache_name
+    posts = []
+    if _init_signals_heard():
+        for row in rows:
+            post = Post.from_db(db, POST_COLUMNS, row[: len(POST_COLUMNS)])
+            for name, value in zip(annotations, row[len(POST_COLUMNS) :], strict=False):
+                setattr(post, name, value)
+            if author_names:
+                author_id = row[_AUTHOR_ID]
+                author = (
+                    None
+                    if author_id is None
+                    else User.from_db(db, ("id", "username"), (author_id, row[-1]))
+                )
+            _post_author.set_cached_value(post, author)
+            posts.append(post)
+        return posts
+    new_post, new_user = Post.__new__, User.__new__
+    for row in rows:
+        post = new_post(Post)
+        post.__dict__.update(zip(keys, row, strict=False))
+        post._state = _loaded(db)
+        if author_names:
+            author_id = row[_AUTHOR_ID]
+            author = None
+            if author_id is not None:
+                author = new_user(User)
+                author.__dict__.update(id=author_id, username=row[-1])
+                author._state = _loaded(db)
+        post._state.fields_cache[cache_name] = author
+        posts.append(post)
+    return posts
+
+
+def _loaded(db: str) -> ModelState:
+    state = ModelState()
+    state.adding = False
+    state.db = db
+    return state
+
+
+def _init_signals_heard() -> bool:
+    return any(
+        signal.has_listeners(model)
+        for signal in (signals.pre_init, signals.post_init)
+        for model in (Post, User)
+    )
 
 
 def replies_since(post_id: int, viewer: Viewer, since: int, limit: int) -> list[Post]:
@@ -225,7 +307,15 @@ def thread(post: Post, viewer: Viewer, cursor: int | None = None) -> Thread:
         viewer, visitors=_replies_for_visitors, users=_replies_for_users, staff=_replies_for_staff
     )
     args = (post.id, after, *viewer_args)
-    first_level = make_page(sqlcache.fetch(build, *args), size)
+    first_level = make_page(
+        posts_from_rows(
+            sqlcache.fetch(build, *args),
+            router.db_for_read(Post),
+            annotations=("visible_replies",),
+            author_names=True,
+        ),
+        size,
+    )
     nodes = [ReplyNode(post=p, depth=1) for p in first_level.items]
 
     level = nodes

@@ -4,8 +4,10 @@ Views call only these functions, so how a feed is built can change without touch
 Each is an index range scan plus one query that loads the posts with their authors.
 """
 
+from typing import Any
+
 from django.conf import settings
-from django.db import connection
+from django.db import connection, router
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
@@ -13,7 +15,7 @@ from microblog.accounts.models import User
 from microblog.core import sqlcache
 from microblog.core.pagination import MAX_ID, Page, make_page
 from microblog.posts.models import Post
-from microblog.posts.selectors import with_card_authors
+from microblog.posts.selectors import POST_COLUMNS, posts_from_rows, with_card_authors
 from microblog.timelines import fanout, visibility
 from microblog.timelines.fanout import FEED, FOLLOWS, POSTS, REPOST_FEED, REPOSTS, USERS
 from microblog.timelines.visibility import Viewer, by_viewer_kind, on_pages_for
@@ -293,23 +295,26 @@ def profile(author: User, viewer: Viewer, cursor: int | None = None) -> Page[Pos
         viewer, visitors=_profile_for_visitors, users=_profile_for_users, staff=_profile_for_staff
     )
     args = (author.id, upper, *viewer_args)
-    return make_page(sqlcache.fetch(build, *args), size)
+    # Read as rows and made into posts directly (posts.selectors.posts_from_rows), each with
+    # the user already read as its author: no author join, no 20 user objects per page.
+    posts = posts_from_rows(sqlcache.fetch(build, *args), router.db_for_read(Post), author=author)
+    return make_page(posts, size)
 
 
-def _profile_posts(author_id: int, upper: int, visible: Q) -> QuerySet[Post]:
-    posts = top_level_posts().filter(visible, author_id=author_id, id__lt=upper)
-    return posts.order_by("-id")[: settings.PAGE_SIZE + 1]
+def _profile_posts(author_id: int, upper: int, visible: Q) -> QuerySet[Post, Any]:
+    posts = Post.objects.filter(visible, parent__isnull=True, author_id=author_id, id__lt=upper)
+    return posts.order_by("-id").values_list(*POST_COLUMNS)[: settings.PAGE_SIZE + 1]
 
 
-def _profile_for_visitors(author_id: int, upper: int) -> QuerySet[Post]:
+def _profile_for_visitors(author_id: int, upper: int) -> QuerySet[Post, Any]:
     return _profile_posts(author_id, upper, on_pages_for(None))
 
 
-def _profile_for_users(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post]:
+def _profile_for_users(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post, Any]:
     return _profile_posts(author_id, upper, on_pages_for(viewer_id))
 
 
-def _profile_for_staff(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post]:
+def _profile_for_staff(author_id: int, upper: int, viewer_id: int) -> QuerySet[Post, Any]:
     return _profile_posts(author_id, upper, on_pages_for(viewer_id, staff=True))
 
 
