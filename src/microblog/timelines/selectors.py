@@ -4,6 +4,7 @@ Views call only these functions, so how a feed is built can change without touch
 Each is an index range scan plus one query that loads the posts with their authors.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -60,16 +61,40 @@ def for_you(user: User, cursor: int | None = None, *, whole_authors: bool = Fals
     if upper > horizon:
         # Compiled once per process (core.sqlcache): building and compiling this QuerySet cost
         # more CPU than PostgreSQL spends running it.
-        build = _feed_page_whole_authors if whole_authors else _feed_page
-        posts = sqlcache.fetch(build, user.id, upper, horizon)
+        posts = _fetch_posts(
+            whole_authors, _feed_page, _feed_page_whole_authors, user.id, upper, horizon
+        )
     if len(posts) <= size and horizon > 0:
         # The stored feed ends at the horizon; continue below it with the pull query. Compiled
         # too: a reader whose stored feed holds less than a page (few follows) comes here on
         # every first page, and building it through the ORM cost more than the rest of the
         # page's reads (docs/benchmarks.md, "Issue 15: For You").
-        pull = _pull_page_whole_authors if whole_authors else _pull_page
-        posts += sqlcache.fetch(pull, user.id, min(upper, horizon))[: size + 1 - len(posts)]
+        below = min(upper, horizon)
+        posts += _fetch_posts(whole_authors, _pull_page, _pull_page_whole_authors, user.id, below)[
+            : size + 1 - len(posts)
+        ]
     return make_page(posts, size)
+
+
+# A card's post read as a row: the post's columns and its author's username, the card's only
+# author column (posts.selectors.posts_from_rows makes the objects).
+_CARD_ROW = (*POST_COLUMNS, "author__username")
+
+
+def _fetch_posts(
+    whole_authors: bool,
+    cards: Callable[..., QuerySet[Post, Any]],
+    whole: Callable[..., QuerySet[Post]],
+    *args: int,
+) -> list[Post]:
+    """A compiled page of posts: with their authors whole (`whole`, the client API's Status
+    embeds the Account), or read as rows for cards (`cards`: rows of _CARD_ROW, made into posts
+    without the ORM's iterables, which cost For You a tenth of its CPU for 20 posts and 20
+    authors; docs/benchmarks.md "Issue 15: For You")."""
+    if whole_authors:
+        return sqlcache.fetch(whole, *args)
+    rows = sqlcache.fetch(cards, *args)
+    return posts_from_rows(rows, router.db_for_read(Post), author_names=True)
 
 
 def _feed_posts(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
@@ -79,8 +104,8 @@ def _feed_posts(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
     return Post.objects.filter(id__in=ids).order_by("-id")
 
 
-def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
-    return with_card_authors(_feed_posts(user_id, upper, horizon))
+def _feed_page(user_id: int, upper: int, horizon: int) -> QuerySet[Post, Any]:
+    return _feed_posts(user_id, upper, horizon).values_list(*_CARD_ROW)
 
 
 def _feed_page_whole_authors(user_id: int, upper: int, horizon: int) -> QuerySet[Post]:
@@ -206,16 +231,16 @@ def for_you_pull(
     process (core.sqlcache): a returning reader's pages come from here until the rebuild job
     has run."""
     upper = cursor if cursor is not None else MAX_ID
-    build = _pull_page_whole_authors if whole_authors else _pull_page
-    return make_page(sqlcache.fetch(build, user.id, upper), settings.PAGE_SIZE)
+    posts = _fetch_posts(whole_authors, _pull_page, _pull_page_whole_authors, user.id, upper)
+    return make_page(posts, settings.PAGE_SIZE)
 
 
 def _pull_posts(user_id: int, upper: int) -> QuerySet[Post]:
     return Post.objects.filter(visibility.for_you_of(user_id), id__lt=upper).order_by("-id")
 
 
-def _pull_page(user_id: int, upper: int) -> QuerySet[Post]:
-    return with_card_authors(_pull_posts(user_id, upper))[: settings.PAGE_SIZE + 1]
+def _pull_page(user_id: int, upper: int) -> QuerySet[Post, Any]:
+    return _pull_posts(user_id, upper).values_list(*_CARD_ROW)[: settings.PAGE_SIZE + 1]
 
 
 def _pull_page_whole_authors(user_id: int, upper: int) -> QuerySet[Post]:
