@@ -90,6 +90,8 @@ def test_a_reply_reads_its_parent_and_whom_it_notifies_through_compiled_queries(
     assert sqlcache.is_compiled(services._reply_parent_for_users, parent.id, alice.id)
     assert sqlcache.is_compiled(services._reply_parent_for_staff, parent.id, staff.id)
     assert sqlcache.is_compiled(visibility._notified_rows, alice.id, bob.id)
+    post_create(author=alice, content="hi @bob and @Staffer")
+    assert sqlcache.is_compiled(services._accounts_named, "bob", "Staffer")
     with django_assert_num_queries(8 + (2 if is_postgres() else 0)):
         post_create(author=alice, content="a reply", parent_id=parent.id)
     assert Post.objects.get(id=parent.id).replies_count == 3

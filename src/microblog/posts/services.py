@@ -129,11 +129,16 @@ def _existing_accounts(names: list[str]) -> list[tuple[int, str]]:
         return []
     found = dict(
         (username.lower(), (user_id, username))
-        for user_id, username in User.objects.filter(
-            reduce(or_, (Q(username__iexact=name) for name in names))
-        ).values_list("id", "username")
+        for user_id, username in sqlcache.fetch(_accounts_named, *names, using=DEFAULT_DB_ALIAS)
     )
     return [found[name.lower()] for name in names if name.lower() in found]
+
+
+def _accounts_named(*names: str) -> QuerySet[User, tuple[int, str]]:
+    # Compiled once per number of names (at most MENTIONS_MAX), core.sqlcache.
+    return User.objects.filter(
+        reduce(or_, (Q(username__iexact=name) for name in names))
+    ).values_list("id", "username")
 
 
 def _insert_post(
