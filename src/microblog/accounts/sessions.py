@@ -91,7 +91,7 @@ class SessionStore(DatabaseSessionStore):
         using = router.db_for_write(self.model)
         if must_create or self.session_key is None or connections[using].in_atomic_block:
             return super().save(must_create)
-        row = self.create_model_instance(self._get_session())
+        row = self.create_model_instance(self._get_session())  # type: ignore[attr-defined]
         try:
             # force_update: a row deleted meanwhile (logged out elsewhere) updates nothing,
             # which Django turns into UpdateError, as its own save does.
