@@ -16,6 +16,18 @@ One tree under cProfile (top 40 functions of each page on stderr):
     PYTHONPATH=src DATABASE_URL=... .venv/bin/python bench/page_cpu.py --worker --profile 40 \\
         --fixture /tmp/load_fixture.json --pages for_you
 
+**Posting** (issue 15 item 4): `post` is the compose form POSTed as the rotating readers (a
+top-level post, 302), `post_reply` a reply by them to one post (the newest top-level post of the
+fixture's last reader, never the 200-reply thread, whose size other pages measure),
+`post_celebrity` a top-level post as the fixture's celebrity (1M followers: not fanned out, merged
+at read time), `post_tagged` a top-level post with a hashtag and a mention of another reader (its
+tag, mention and notification rows). The request is what is measured: the fan-out job it enqueues
+runs later in `microblog worker` (not started here: the jobs wait in the queue for the next
+worker). These pages write to the database (every round adds `--requests` posts per page).
+
+Every page's query count is recorded too (`queries`: one request after the warm-up, counted with
+an execute wrapper, outside the timed loop).
+
 The fixture is the one bench/load_setup.py writes (readers, the celebrity, the 200-reply thread).
 Production settings: DEBUG=0, rate limits off, request log at WARNING (as `make bench`).
 
@@ -54,6 +66,9 @@ PAGES = (
     "thread",
     "all",
     "post",
+    "post_reply",
+    "post_celebrity",
+    "post_tagged",
     "signed_out",
     "profile_signed_out",
     "thread_signed_out",
@@ -238,6 +253,20 @@ def worker(args: argparse.Namespace) -> None:
         match = cursor_re.search(content)
         page2[cookie] = "/?cursor=" + match.group(1).decode() if match else "/"
     post_n = [0]
+    # A reply's parent: the newest top-level post of the fixture's last reader (made here when
+    # there is none), so replies never grow the 200-reply thread other pages measure.
+    reply_parent = None
+    if "post_reply" in args.pages:
+        from microblog.posts.models import Post
+        from microblog.posts.services import post_create
+
+        parent_author = User.objects.get(username=fixture["readers"][-1])
+        reply_parent = (
+            Post.objects.filter(author=parent_author, parent_id=None, is_deleted=False)
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+        ) or post_create(author=parent_author, content="page_cpu: replies go here").id
     # The celebrity (user 1) has the most notifications (replies to their posts).
     celebrity_client = Client()
     celebrity_client.force_login(User.objects.get(username=fixture["celebrity"]))
@@ -289,18 +318,39 @@ def worker(args: argparse.Namespace) -> None:
             return call("/notifications", cookie)
         if page == "notifications_celebrity":
             return call("/notifications", celebrity_cookie)
-        if page == "post":
+        if page.startswith("post"):
             post_n[0] += 1
             body = f"csrfmiddlewaretoken={CSRF}&content=page_cpu+{time.time_ns()}+{post_n[0]}"
+            if page == "post_reply":
+                body += f"&parent_id={reply_parent}"
+            elif page == "post_celebrity":
+                cookie = celebrity_cookie
+            elif page == "post_tagged":
+                mention = fixture["readers"][(n + 1) % len(fixture["readers"])]
+                body += f"+%23benchtag+%40{mention}"
             return call("/posts", cookie, body.encode())
         raise SystemExit(f"unknown page {page}")
 
-    expected = {"post": "302"}
     for page in args.pages:  # warm-up: templates, prepared statements, caches
         for n in range(max(len(cookies), 20)):
             status, _ = request(page, n)
-            if not status.startswith(expected.get(page, "200")):
+            if not status.startswith("302" if page.startswith("post") else "200"):
                 raise SystemExit(f"{page}: {status}")
+    # One more request per page with its queries counted (outside the timed loop).
+    from django.db import connection
+
+    counted = [0]
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        counted[0] += 1
+        return execute(sql, params, many, context)
+
+    queries = {}
+    for page in args.pages:
+        counted[0] = 0
+        with connection.execute_wrapper(count):
+            request(page, 0)
+        queries[page] = counted[0]
     results = {}
     for page in args.pages:
         if args.profile:
@@ -326,6 +376,7 @@ def worker(args: argparse.Namespace) -> None:
         results[page] = {
             "cpu_us": (cpu1 - cpu0) / args.requests * 1e6,
             "wall_us": (wall1 - wall0) / args.requests * 1e6,
+            "queries": queries[page],
         }
     print("PAGE_CPU " + json.dumps(results), flush=True)
 
@@ -438,10 +489,11 @@ def main() -> None:
                 "floor_ratio": round(floor_ratio, 2),
                 "rounds_cpu_us": [round(s["cpu_us"]) for s in samples[tree][page]],
                 "rounds_floor_ratio": [round(r, 2) for r in floor_ratios],
+                "queries": samples[tree][page][-1].get("queries"),
             }
             cells.append(
                 f"{cpu:,.0f} x{cpu / base_cpu:.2f} (min {low:,.0f} x{low / base_low:.2f}) "
-                f"= {floor_ratio:.1f}x floor"
+                f"= {floor_ratio:.1f}x floor, {samples[tree][page][-1].get('queries')} q"
             )
         print(f"| {page} | " + " | ".join(cells) + " |")
     if args.out:

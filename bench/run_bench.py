@@ -13,7 +13,8 @@
 Settings (environment): DATABASE_URL (PostgreSQL, seeded), BENCH_SECONDS (30), BENCH_USERS (32,
 simulated users = connections), BENCH_SCENARIOS (all), BENCH_LABEL (the database name),
 BENCH_WEB_WORKERS (2), BENCH_THREADS (4), BENCH_PORT (8765), BENCH_WARMUP (10 s),
-BENCH_WRK_SECONDS (15; 0 skips wrk), BENCH_LOG_LEVEL (WARNING: no per-request log lines).
+BENCH_WRK_SECONDS (15; 0 skips wrk), BENCH_LOG_LEVEL (WARNING: no per-request log lines),
+BENCH_FIXTURE (a fixture bench/load_setup.py wrote earlier: used as it is, load_setup.py not run).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mb_load_medium make bench
 """
@@ -427,11 +428,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="microblog-bench-"))
     fixture_path = work / "fixture.json"
 
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "load_setup.py"), "--out", str(fixture_path)],
-        check=True,
-        timeout=600,
-    )
+    if env("BENCH_FIXTURE", ""):
+        # A fixture load_setup.py wrote before: running it again would replace its API tokens
+        # (it deletes its own client's tokens), which other runs of a shared database may use.
+        fixture_path.write_text(Path(env("BENCH_FIXTURE", "")).read_text())
+    else:
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "load_setup.py"), "--out", str(fixture_path)],
+            check=True,
+            timeout=600,
+        )
     fixture = json.loads(fixture_path.read_text())
     setup_django()
     info = machine()

@@ -107,3 +107,29 @@ def test_the_upgrade_keeps_signed_in_users_signed_in(alice):
     client = Client()
     client.cookies["sessionid"] = old.session_key
     assert signed_in_name(client) == "alice"
+
+
+def test_a_changed_session_is_saved_in_one_statement_and_one_gone_meanwhile_is_not_made_again(
+    alice, client_for
+):
+    """The UPDATE of an existing session runs alone (autocommit): no BEGIN and COMMIT around it
+    (issue 15: two round trips on every post's flash message). A session deleted meanwhile (a
+    log-out elsewhere) is not written again: Django's UpdateError, as before."""
+    import pytest
+    from django.conf import settings
+    from django.contrib.sessions.backends.base import UpdateError
+
+    store_class = importlib.import_module(settings.SESSION_ENGINE).SessionStore
+    key = client_for(alice).cookies["sessionid"].value
+    store = store_class(key)
+    store["note"] = "kept"
+    with CaptureQueriesContext(connection) as queries:
+        store.save()
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    assert store_class(key)["note"] == "kept"
+    assert UserSession.objects.get(session_key=key).user_id == alice.id
+    UserSession.objects.filter(session_key=key).delete()
+    store["note"] = "again"
+    with pytest.raises(UpdateError):
+        store.save()
+    assert not UserSession.objects.filter(session_key=key).exists()

@@ -70,6 +70,33 @@ def test_reply_counts_on_the_parent_and_the_author(alice, bob, make_post):
     assert refreshed(bob).posts_count == 2
 
 
+def test_a_reply_reads_its_parent_and_whom_it_notifies_through_compiled_queries(
+    alice, bob, make_user, make_post, django_assert_num_queries
+):
+    """A reply's parent check (exists, may be replied to, its author's block) and the
+    notification's rule run compiled (core.sqlcache): building them with the ORM on every post
+    was about half of a reply's CPU (docs/benchmarks.md, issue 15 item 4). Pinned: the parent
+    read, the post, whom to notify, the notification, the two counters; BEGIN and COMMIT; on
+    PostgreSQL the two NOTIFYs after the commit (the reply's, the unread count's)."""
+    from microblog.core import sqlcache
+    from microblog.posts import services
+    from microblog.timelines import visibility
+    from tests.conftest import is_postgres
+
+    staff = make_user("staffer", is_staff=True)
+    parent = make_post(bob, "parent")
+    make_post(alice, "warm-up", parent=parent)
+    make_post(staff, "warm-up", parent=parent)
+    assert sqlcache.is_compiled(services._reply_parent_for_users, parent.id, alice.id)
+    assert sqlcache.is_compiled(services._reply_parent_for_staff, parent.id, staff.id)
+    assert sqlcache.is_compiled(visibility._notified_rows, alice.id, bob.id)
+    post_create(author=alice, content="hi @bob and @Staffer")
+    assert sqlcache.is_compiled(services._accounts_named, "bob", "Staffer")
+    with django_assert_num_queries(8 + (2 if is_postgres() else 0)):
+        post_create(author=alice, content="a reply", parent_id=parent.id)
+    assert Post.objects.get(id=parent.id).replies_count == 3
+
+
 def test_reply_to_a_missing_post_is_refused_and_writes_nothing(alice):
     with pytest.raises(NotFound) as error:
         post_create(author=alice, content="hello?", parent_id=123456789)

@@ -43,6 +43,21 @@ def test_a_post_without_tags_writes_none(alice, make_post, django_assert_num_que
     assert Tag.objects.count() == 1
 
 
+def test_a_tagged_post_stores_its_tags_in_two_statements(
+    alice, make_post, django_assert_num_queries
+):
+    """The new names, then the links from the names in one INSERT ... SELECT (issue 15)."""
+    from microblog.tags.services import post_tags_record
+
+    make_post(alice, "#one exists already")
+    post = make_post(alice, "written without tags")
+    post.content = "#One and #two, #one again"
+    with django_assert_num_queries(2):
+        assert post_tags_record(post=post) == ["one", "two"]
+    assert stored_tags(post) == {"one", "two"}
+    assert Tag.objects.count() == 2
+
+
 def test_a_refused_post_stores_no_tags(alice, bob, make_post):
     from microblog.core.errors import NotFound
     from microblog.posts.services import post_create

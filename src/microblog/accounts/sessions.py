@@ -27,10 +27,10 @@ from django.contrib import auth
 from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import SuspiciousOperation
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, router
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -81,6 +81,23 @@ class SessionStore(DatabaseSessionStore):
         assert isinstance(row, UserSession)
         row.user_id = session_user_id(data)
         return row
+
+    def save(self, must_create: bool = False) -> None:
+        """Django's, without the transaction it opens around the UPDATE of an existing session
+        when none is open: one statement needs none (autocommit), and BEGIN and COMMIT were two
+        more round trips for every request that changes its session, e.g. the flash message of
+        each post, like or follow (issue 15). Creating a session, or saving inside a transaction
+        (a savepoint then keeps a failure from breaking it), stays Django's."""
+        using = router.db_for_write(self.model)
+        if must_create or self.session_key is None or connections[using].in_atomic_block:
+            return super().save(must_create)
+        row = self.create_model_instance(self._get_session())  # type: ignore[attr-defined]
+        try:
+            # force_update: a row deleted meanwhile (logged out elsewhere) updates nothing,
+            # which Django turns into UpdateError, as its own save does.
+            row.save(force_update=True, using=using)
+        except DatabaseError as error:
+            raise UpdateError from error
 
     def _get_session_from_db(self) -> Any:
         self._user_row = None

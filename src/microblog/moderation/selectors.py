@@ -47,6 +47,12 @@ def blocks_replies(*, parent_id: int, replier_id: int) -> bool:
     ).exists()
 
 
+def author_blocks(replier_id: Any) -> Exists:
+    """On a post query: whether the post's author blocks `replier_id` (blocks_replies, as an
+    expression of the post row, so a query that reads the post answers it too)."""
+    return Exists(Block.objects.filter(blocker_id=OuterRef("author_id"), blocked_id=replier_id))
+
+
 @dataclass(frozen=True, slots=True)
 class Relationship:
     following: bool = False
