@@ -36,21 +36,21 @@ class InIds(Lookup[Any]):
     lookup_name = "in_ids"
     prepare_rhs = False
 
-    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, tuple[str, ...]]:
         # Only the type is checked here: core.sqlcache compiles with stand-in strs that are
         # never run. The text's shape is id_list's (the one way callers make it).
         if not isinstance(value, str):
             raise TypeError(f"in_ids takes id_list(...), not {value!r}")
-        return "%s", [value]
+        return "%s", (value,)
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         if connection.vendor == "postgresql":
             sql = f"{lhs} = ANY(string_to_array({rhs}, ',')::bigint[])"
         else:
             sql = f"{lhs} IN (SELECT value FROM json_each('[' || {rhs} || ']'))"
-        return sql, [*lhs_params, *rhs_params]
+        return sql, (*lhs_params, *rhs_params)
 
 
 ForeignKey.register_lookup(InIds)
