@@ -161,6 +161,38 @@ def test_a_replay_reuses_the_result_columns_converters(alice, bob, make_post, mo
     assert computed == []
 
 
+@pytest.mark.django_db(transaction=True)
+# A test database in memory is not closed by close_all(): its connection is closed when freed.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_stored_converters_keep_no_thread_s_connection_alive(alice, make_post):
+    """The converters stored per connection hold the backend's methods (SQLite's datetime and
+    boolean converters are its DatabaseOperations', which hold the connection): keyed by the
+    connection in a weak dictionary, those values kept every thread's connection alive for
+    good (one per request thread of runserver, per thread a server pool retires)."""
+    import gc
+    import threading
+    import weakref
+
+    from django.db import connections
+
+    post = make_post(alice, "hello")
+    sqlcache.fetch(_post_for_user, post.id, alice.id)
+    gone: list[Any] = []
+
+    def read() -> None:
+        sqlcache.fetch(_post_for_user, post.id, alice.id)
+        gone.append(weakref.ref(connections["default"]))
+        connections.close_all()
+
+    for _ in range(3):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(gone) == 3
+    assert [ref() for ref in gone] == [None, None, None]
+
+
 def test_values_and_case_insensitive_lookups(alice, make_user):
     make_user("a_b")
     make_user("axb")

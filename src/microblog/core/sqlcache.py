@@ -74,7 +74,7 @@ class _Position:
 
 
 class _Compiled:
-    __slots__ = ("compiler", "converters", "params", "positions", "queryset", "ranges", "sql")
+    __slots__ = ("__weakref__", "compiler", "params", "positions", "queryset", "ranges", "sql")
 
     def __init__(
         self,
@@ -91,13 +91,15 @@ class _Compiled:
         self.params = params
         self.positions = positions
         self.ranges = ranges  # (argument index, lowest, highest) for int arguments
-        # The result columns' converters, per connection (a thread's own; their backend
-        # converters may be the connection's methods): what Django's iterables ask the compiler
-        # for on every query, a walk over every selected column (a third of the CPU of
-        # posts.selectors.post_for_display's 62 columns, docs/benchmarks.md).
-        self.converters: weakref.WeakKeyDictionary[Any, tuple[list[Any], dict[int, Any]]] = (
-            weakref.WeakKeyDictionary()
-        )
+
+
+# The result columns' converters of each compiled query, stored on each connection (a thread's
+# own; their backend converters may be the connection's methods): what Django's iterables ask
+# the compiler for on every query, a walk over every selected column (a third of the CPU of
+# posts.selectors.post_for_display's 62 columns, docs/benchmarks.md). On the connection, not in
+# a dictionary weakly keyed by it: the converters (SQLite's DatabaseOperations methods) refer to
+# the connection, so such a dictionary's values kept every thread's connection alive for good.
+_CONVERTERS = "_sqlcache_converters"
 
 
 class _Fallback:
@@ -277,10 +279,16 @@ def _replay(compiled: _Compiled, args: tuple[Any, ...], alias: str) -> list[Any]
     compiler = copy.copy(compiled.compiler)
     connection = compiler.connection = connections[alias]
     compiler.as_sql = lambda *a, **k: (sql, params)
-    known = compiled.converters.get(connection)
+    per_connection: (
+        weakref.WeakKeyDictionary[_Compiled, tuple[list[Any], dict[int, Any]]] | None
+    ) = connection.__dict__.get(_CONVERTERS)
+    if per_connection is None:
+        per_connection = weakref.WeakKeyDictionary()
+        setattr(connection, _CONVERTERS, per_connection)
+    known = per_connection.get(compiled)
     if known is None:
         columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
-        known = compiled.converters[connection] = (columns, compiler.get_converters(columns))
+        known = per_connection[compiled] = (columns, compiler.get_converters(columns))
     compiler.get_converters = _converters_from(compiler.get_converters, *known)
     # Shallow copies of the stored, never evaluated QuerySet and of its Query, which the
     # iterables only read (QuerySet.all() clones the whole Query: a tenth of a replay's CPU).
