@@ -142,3 +142,23 @@ def _viewer(user_id: int | None) -> Any:
     from microblog.accounts.models import User
 
     return AnonymousUser() if user_id is None else User.objects.get(id=user_id)
+
+
+def test_rows_without_author_names_or_author_leave_the_author_to_load(alice, make_post):
+    """Neither `author_names` nor `author`: the author is not known, so it is not cached as
+    None (a deleted account's post) but loaded on use, as for a post the ORM read alone."""
+    post = make_post(alice, "mine")
+    rows = list(Post.objects.filter(id=post.id).values_list(*selectors.POST_COLUMNS))
+    (made,) = posts_from_rows(rows, "default")
+    assert made.author_id == alice.id
+    assert made.author == alice
+    signals.post_init.connect(_noop, sender=Post)
+    try:
+        (made,) = posts_from_rows(rows, "default")
+    finally:
+        signals.post_init.disconnect(_noop, sender=Post)
+    assert made.author == alice
+
+
+def _noop(**kwargs: Any) -> None:
+    pass

@@ -235,6 +235,9 @@ def posts_from_rows(
     goes through `from_db`. tests/posts/test_reply_rows.py compares the objects with the ORM's."""
     keys = (*POST_COLUMNS, *annotations)
     cache_name = _post_author.cache_name
+    # Neither given: the author is not known here (left to load, as the ORM leaves it), not None,
+    # which would show every such post as by a deleted account.
+    known_author = author_names or author is not None
     posts = []
     if _init_signals_heard():
         for row in rows:
@@ -248,7 +251,8 @@ def posts_from_rows(
                     if author_id is None
                     else User.from_db(db, ("id", "username"), (author_id, row[-1]))
                 )
-            _post_author.set_cached_value(post, author)
+            if known_author:
+                _post_author.set_cached_value(post, author)
             posts.append(post)
         return posts
     new_post, new_user = Post.__new__, User.__new__
@@ -263,7 +267,8 @@ def posts_from_rows(
                 author = new_user(User)
                 author.__dict__.update(id=author_id, username=row[-1])
                 author._state = _loaded(db)
-        post._state.fields_cache[cache_name] = author
+        if known_author:
+            post._state.fields_cache[cache_name] = author
         posts.append(post)
     return posts
 
