@@ -25,9 +25,10 @@ def post_tags_record(*, post: Post) -> list[str]:
     """Stores the tags of a new post (called by posts.services.post_create in its transaction,
     after the post row is inserted); returns their names. No query for a post without `#`.
 
-    Lock order: after the author's row and the post (post_create's order), the tag names in
-    sorted order, so two posts creating the same new tags at once cannot deadlock on the unique
-    index of names."""
+    Lock order: the tag names in sorted order, so two posts creating the same new tags at once
+    cannot deadlock on the unique index of names; before the author's row and a reply's parent,
+    which post_create locks last (issue 15), so a post waiting here holds no row another waits
+    for."""
     names = sorted(hashtags(post.content))
     if not names:
         return []
